@@ -1,0 +1,326 @@
+"""Pydantic models of Kong's declarative format (`_format_version: "3.0"`).
+
+This is the one config model: the loader validates files into it, the policy
+compiler reads it, and later surfaces (Admin API, Kubernetes) produce it.
+Models are strict (YAML `ttl: "30"` is an error, as in Kong) and reject
+unknown fields. Fields Kong knows but this addon does not act on are accepted
+so that `deck dump` output loads; docs/configuration.md lists them.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+PLUGIN_NAME = "oauth2-introspection"
+
+# A stable namespace so generated ids are the same on every load.
+ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:mitmproxy-oauth2-introspection")
+
+# RFC 9110 token characters: what may appear in a header name.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_FORBIDDEN_IN_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+
+class EntityRef(StrictModel):
+    """`service: {name: ...}` / `{id: ...}` as decK writes references."""
+
+    id: str | None = None
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> EntityRef:
+        if not (self.id or self.name):
+            raise ValueError("a reference needs 'id' or 'name'")
+        return self
+
+    @property
+    def key(self) -> str:
+        return self.id or self.name or ""
+
+
+def _coerce_ref(value: Any) -> Any:
+    # decK and Kong accept both `service: echo` and `service: {name: echo}`.
+    if isinstance(value, str):
+        return {"name": value}
+    return value
+
+
+Ref = Annotated[EntityRef | None, BeforeValidator(_coerce_ref)]
+
+
+class OAuth2IntrospectionConfig(StrictModel):
+    """`config:` of the oauth2-introspection plugin, with Kong's defaults."""
+
+    introspection_url: NonEmptyStr
+    authorization_value: NonEmptyStr = Field(repr=False)
+    token_type_hint: str | None = None
+    ttl: float = Field(30, ge=0)
+    hide_credentials: bool = False
+    timeout: int = Field(10000, gt=0)
+    keepalive: int = Field(60000, ge=0)
+    anonymous: str | None = None
+    run_on_preflight: bool = True
+    consumer_by: Literal["username", "client_id"] = "username"
+    introspect_request: bool = False
+    custom_introspection_headers: dict[str, str] = Field(default_factory=dict)
+    custom_claims_forward: list[NonEmptyStr] = Field(default_factory=list)
+
+    @field_validator("introspection_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http:// or https:// URL")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as e:
+            raise ValueError(f"invalid port: {e}") from None
+        return value
+
+    @field_validator("authorization_value", "token_type_hint")
+    @classmethod
+    def _header_safe(cls, value: str | None) -> str | None:
+        if value is not None and _FORBIDDEN_IN_VALUE.search(value):
+            raise ValueError("must not contain control characters (CR, LF, NUL, ...)")
+        return value
+
+    @field_validator("anonymous")
+    @classmethod
+    def _empty_anonymous_is_none(cls, value: str | None) -> str | None:
+        # Kong's Admin API sends `anonymous=` for "no anonymous consumer".
+        return value or None
+
+    @field_validator("custom_introspection_headers")
+    @classmethod
+    def _valid_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, header_value in value.items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid header name")
+            if _FORBIDDEN_IN_VALUE.search(header_value):
+                raise ValueError(f"the value of {name!r} contains control characters")
+        return value
+
+    @field_validator("custom_claims_forward")
+    @classmethod
+    def _valid_claims(cls, value: list[str]) -> list[str]:
+        for claim in value:
+            if not _HEADER_NAME.match(claim):
+                raise ValueError(f"claim {claim!r} cannot become a header name")
+        # A Kong "set": keep the first occurrence, in order.
+        return list(dict.fromkeys(value))
+
+
+class Plugin(StrictModel):
+    name: Literal["oauth2-introspection"]
+    id: str | None = None
+    instance_name: str | None = None
+    enabled: bool = True
+    config: OAuth2IntrospectionConfig
+    service: Ref = None
+    route: Ref = None
+    consumer: Ref = None
+    protocols: list[str] | None = None
+    tags: list[str] | None = None
+
+
+    @field_validator("consumer")
+    @classmethod
+    def _no_consumer_scope(cls, value: EntityRef | None) -> EntityRef | None:
+        if value is not None:
+            raise ValueError(
+                "oauth2-introspection cannot be scoped to a consumer "
+                "(it is the plugin that identifies the consumer)"
+            )
+        return value
+
+
+class Route(StrictModel):
+    id: str | None = None
+    name: str | None = None
+    hosts: list[NonEmptyStr] | None = None
+    paths: list[NonEmptyStr] | None = None
+    methods: list[NonEmptyStr] | None = None
+    headers: dict[str, list[str]] | None = None
+    strip_path: bool = True
+    preserve_host: bool = False
+    regex_priority: int = 0
+    path_handling: Literal["v0", "v1"] = "v0"
+    protocols: list[str] | None = None
+    service: Ref = None
+    plugins: list[Plugin] = Field(default_factory=list)
+    tags: list[str] | None = None
+    # Accepted for `deck dump` compatibility; no effect here (docs/configuration.md).
+    https_redirect_status_code: int | None = None
+    request_buffering: bool | None = None
+    response_buffering: bool | None = None
+    snis: list[str] | None = None
+    sources: list[dict[str, Any]] | None = None
+    destinations: list[dict[str, Any]] | None = None
+
+
+    @field_validator("paths")
+    @classmethod
+    def _paths(cls, value: list[str] | None) -> list[str] | None:
+        for path in value or []:
+            if path.startswith("~"):
+                try:
+                    re.compile(path[1:])
+                except re.error as e:
+                    raise ValueError(f"invalid regex path {path!r}: {e}") from None
+            elif not path.startswith("/"):
+                raise ValueError(f"path {path!r} must start with '/' (or '~' for a regex)")
+        return value
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, value: list[str] | None) -> list[str] | None:
+        for method in value or []:
+            if not re.fullmatch(r"[A-Z]+", method):
+                raise ValueError(f"method {method!r} must be upper-case letters")
+        return value
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: list[str] | None) -> list[str] | None:
+        for host in value or []:
+            name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+            if name.count("*") > 1 or (
+                "*" in name and not (name.startswith("*.") or name.endswith(".*"))
+            ):
+                raise ValueError(
+                    f"host {host!r}: a wildcard must be the leftmost or rightmost label"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _has_matcher(self) -> Route:
+        if not (self.hosts or self.paths or self.methods or self.headers):
+            raise ValueError("a route needs at least one of 'hosts', 'paths', 'methods', 'headers'")
+        return self
+
+
+class Service(StrictModel):
+    id: str | None = None
+    name: str | None = None
+    url: str | None = None
+    protocol: Literal["http", "https"] | None = None
+    host: str | None = None
+    port: int | None = Field(None, ge=1, le=65535)
+    path: str | None = None
+    enabled: bool = True
+    routes: list[Route] = Field(default_factory=list)
+    plugins: list[Plugin] = Field(default_factory=list)
+    tags: list[str] | None = None
+    # Accepted for `deck dump` compatibility; no effect here (docs/configuration.md).
+    connect_timeout: int | None = None
+    read_timeout: int | None = None
+    write_timeout: int | None = None
+    retries: int | None = None
+    tls_verify: bool | None = None
+    tls_verify_depth: int | None = None
+    ca_certificates: list[str] | None = None
+    client_certificate: EntityRef | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http:// or https:// URL")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as e:
+            raise ValueError(f"invalid port: {e}") from None
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value
+
+    @model_validator(mode="after")
+    def _url_or_parts(self) -> Service:
+        if self.url and (self.host or self.protocol or self.port or self.path):
+            raise ValueError("set either 'url' or 'protocol'/'host'/'port'/'path', not both")
+        if (self.protocol or self.port or self.path) and not self.host and not self.url:
+            raise ValueError("'protocol', 'port' and 'path' need 'host'")
+        return self
+
+    def upstream(self) -> tuple[str, str, int, str] | None:
+        """(scheme, host, port, path) this service sends to, or None for the
+        reverse-mode target."""
+        if self.url:
+            parts = urlsplit(self.url)
+            scheme = parts.scheme
+            port = parts.port or (443 if scheme == "https" else 80)
+            return scheme, parts.hostname or "", port, parts.path or ""
+        if self.host:
+            scheme = self.protocol or "http"
+            port = self.port or (443 if scheme == "https" else 80)
+            return scheme, self.host, port, self.path or ""
+        return None
+
+
+class Consumer(StrictModel):
+    id: str | None = None
+    username: str | None = None
+    custom_id: str | None = None
+    tags: list[str] | None = None
+    plugins: list[dict[str, Any]] | None = None
+
+    @field_validator("plugins")
+    @classmethod
+    def _no_plugins(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        if value:
+            raise ValueError(
+                "oauth2-introspection cannot be scoped to a consumer "
+                "(it is the plugin that identifies the consumer)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _identified(self) -> Consumer:
+        if not (self.username or self.custom_id):
+            raise ValueError("a consumer needs 'username' or 'custom_id'")
+        return self
+
+    def stable_id(self) -> str:
+        """`id`, or a UUID derived from username and custom_id (same on every load)."""
+        if self.id:
+            return self.id
+        seed = f"consumer\x00{self.username or ''}\x00{self.custom_id or ''}"
+        return str(uuid.uuid5(ID_NAMESPACE, seed))
+
+
+class DeclarativeConfig(StrictModel):
+    format_version: Literal["3.0"] = Field(alias="_format_version")
+    transform: bool = Field(True, alias="_transform")
+    workspace: str | None = Field(None, alias="_workspace")
+    info: dict[str, Any] | None = Field(None, alias="_info")
+    services: list[Service] = Field(default_factory=list)
+    routes: list[Route] = Field(default_factory=list)
+    consumers: list[Consumer] = Field(default_factory=list)
+    plugins: list[Plugin] = Field(default_factory=list)

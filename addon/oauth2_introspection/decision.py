@@ -1,0 +1,188 @@
+"""One plugin, one request: find the token, introspect (cached), decide.
+
+`decide()` reads the request but never changes it; it returns a Decision the
+addon applies (or, in a report-only mode, only records). The steps read as
+heimdall's: extract token -> get the answer (cache or call) -> validate it ->
+build the identity -> headers.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from mitmproxy import http
+
+from . import responses
+from .cache import IntrospectionCache, Lookup, make_key
+from .consumers import ConsumerRecord, ConsumerStore
+from .errors import IntrospectionError
+from .headers import consumer_headers, credential_headers
+from .introspection import ClientPool, IntrospectionRequest, IntrospectionResult, introspect
+from .policy import PluginRuntime
+from .token import FoundToken, find_token
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Decision:
+    #: allowed | anonymous | preflight | refused
+    outcome: str
+    #: short text for the flow comment, e.g. "allowed bob (cache hit, 12 s left)"
+    summary: str
+    refusal: responses.Refusal | None = None
+    set_headers: dict[str, str] = field(default_factory=dict)
+    #: the token to remove before forwarding (hide_credentials)
+    hide: FoundToken | None = None
+    #: plain data for flow.metadata; never holds a token
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def forwards(self) -> bool:
+        return self.refusal is None
+
+
+def token_id(key: str) -> str:
+    """A short, non-reversible id for a token (a prefix of its cache key)."""
+    return key[:12]
+
+
+async def decide(
+    plugin: PluginRuntime,
+    request: http.Request,
+    consumers: ConsumerStore,
+    cache: IntrospectionCache,
+    clients: ClientPool,
+) -> Decision:
+    cfg = plugin.config
+    details: dict[str, Any] = {"plugin": plugin.label, "plugin_id": plugin.id}
+
+    if request.method == "OPTIONS" and not cfg.run_on_preflight:
+        return Decision("preflight", "preflight passed (run_on_preflight: false)", details=details)
+
+    found = find_token(request)
+    if found is None:
+        details["token_source"] = None
+        return _failure(plugin, consumers, "missing token", responses.missing_token(), None,
+                        details)
+    details["token_source"] = found.source.value
+
+    extra = f"{request.method} {request.path.split('?', 1)[0]}" if cfg.introspect_request else ""
+    key = make_key(plugin.key_prefix, found.value, extra)
+    details["token_id"] = token_id(key)
+
+    async def fetch() -> IntrospectionResult:
+        headers = dict(plugin.introspection_headers)
+        if cfg.introspect_request:
+            headers["X-Request-Path"] = request.path.split("?", 1)[0]
+            headers["X-Request-Http-Method"] = request.method
+        return await introspect(
+            clients.get(plugin.client_key),
+            IntrospectionRequest(
+                url=cfg.introspection_url,
+                token=found.value,
+                authorization=cfg.authorization_value,
+                token_type_hint=cfg.token_type_hint,
+                headers=headers,
+                timeout_ms=cfg.timeout,
+            ),
+        )
+
+    try:
+        lookup = await cache.lookup(key, cfg.ttl, fetch)
+    except IntrospectionError as e:
+        details["introspection_error"] = e.reason
+        details["introspection_error_detail"] = str(e)
+        return _failure(plugin, consumers, e.reason, responses.introspection_failed(), found,
+                        details)
+    details.update(_cache_details(lookup))
+
+    if not lookup.result.active:
+        return _failure(plugin, consumers, "invalid token", responses.invalid_token(), found,
+                        details)
+
+    claims = lookup.result.claims
+    headers, dropped = credential_headers(claims, cfg.custom_claims_forward)
+    if dropped:
+        logger.warning(
+            "%s: dropped claim(s) %s for token %s: value contains CR, LF, NUL or another "
+            "control character", plugin.label, ", ".join(dropped), details["token_id"],
+        )
+        details["dropped_claims"] = dropped
+    consumer = consumers.for_claims(cfg.consumer_by, claims)
+    if consumer is not None:
+        headers.update(consumer_headers(consumer))
+        details["consumer"] = _consumer_details(consumer)
+    who = consumer.label if consumer else _subject(claims)
+    return Decision(
+        "allowed",
+        f"allowed {who} ({_cache_text(lookup)})",
+        set_headers=headers,
+        hide=found if cfg.hide_credentials else None,
+        details=details,
+    )
+
+
+def _failure(
+    plugin: PluginRuntime,
+    consumers: ConsumerStore,
+    reason: str,
+    refusal: responses.Refusal,
+    found: FoundToken | None,
+    details: dict[str, Any],
+) -> Decision:
+    """Refuse, or, with `anonymous`, forward as the anonymous consumer (Kong's
+    logical-OR of auth plugins: any authentication failure falls back)."""
+    details["failure"] = reason
+    anonymous = plugin.config.anonymous
+    if not anonymous:
+        return Decision("refused", f"{refusal.status} {reason}", refusal=refusal, details=details)
+    consumer = consumers.anonymous(anonymous)
+    if consumer is None:
+        logger.error(
+            "oauth2-introspection plugin %s (%s): anonymous consumer %r does not exist",
+            plugin.id, plugin.label, anonymous,
+        )
+        refusal = responses.anonymous_not_found(anonymous)
+        return Decision("refused", f"500 anonymous consumer {anonymous!r} not found",
+                        refusal=refusal, details=details)
+    details["consumer"] = _consumer_details(consumer)
+    return Decision(
+        "anonymous",
+        f"anonymous {consumer.label} ({reason})",
+        set_headers=consumer_headers(consumer, anonymous=True),
+        hide=found if plugin.config.hide_credentials else None,
+        details=details,
+    )
+
+
+def _subject(claims: Any) -> str:
+    for claim in ("username", "client_id", "sub"):
+        value = claims.get(claim)
+        if isinstance(value, str) and value:
+            return value
+    return "token"
+
+
+def _consumer_details(consumer: ConsumerRecord) -> dict[str, Any]:
+    return {"id": consumer.id, "username": consumer.username, "custom_id": consumer.custom_id}
+
+
+def _cache_details(lookup: Lookup) -> dict[str, Any]:
+    return {
+        "cache": "hit" if lookup.hit else ("shared" if lookup.shared else "miss"),
+        "cache_remaining_s": None if lookup.remaining is None else round(lookup.remaining, 1),
+        "introspection_latency_ms": None if lookup.hit else round(lookup.result.latency_ms, 1),
+        "active": lookup.result.active,
+    }
+
+
+def _cache_text(lookup: Lookup) -> str:
+    state = "cache hit" if lookup.hit else ("shared call" if lookup.shared else "introspected")
+    if lookup.remaining is None:
+        return f"{state}, not cached"
+    if lookup.remaining == float("inf"):
+        return f"{state}, cached until flushed"
+    return f"{state}, {int(lookup.remaining)} s left"

@@ -1,0 +1,112 @@
+"""Identity headers: strip what a client could forge, build what we vouch for.
+
+Kong overwrites only the headers it sets on a given path, so a client can
+forge e.g. `X-Consumer-Username` when its token matches no consumer. We remove
+every incoming `X-Consumer-*`, `X-Credential-*` and `X-Anonymous-Consumer` on
+each request a plugin handles, then set ours.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from mitmproxy import http
+
+from .consumers import ConsumerRecord
+
+# claim -> header, in Kong's order (Kong 3.0 dropped X-Credential-Username).
+STANDARD_CLAIM_HEADERS: tuple[tuple[str, str], ...] = (
+    ("scope", "X-Credential-Scope"),
+    ("client_id", "X-Credential-Client-ID"),
+    ("username", "X-Credential-Identifier"),
+    ("token_type", "X-Credential-Token-Type"),
+    ("exp", "X-Credential-Exp"),
+    ("iat", "X-Credential-Iat"),
+    ("nbf", "X-Credential-Nbf"),
+    ("sub", "X-Credential-Sub"),
+    ("aud", "X-Credential-Aud"),
+    ("iss", "X-Credential-Iss"),
+    ("jti", "X-Credential-Jti"),
+)
+
+_SPOOFABLE_PREFIXES = ("x-consumer-", "x-credential-")
+_UNSAFE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def strip_spoofable(headers: http.Headers) -> list[str]:
+    """Remove identity headers a client sent; return their names."""
+    names = [
+        name
+        for name in headers
+        if name.lower().startswith(_SPOOFABLE_PREFIXES) or name.lower() == "x-anonymous-consumer"
+    ]
+    for name in names:
+        headers.pop(name, None)
+    return names
+
+
+def custom_claim_header(claim: str) -> str:
+    return "X-Credential-" + claim.replace("_", "-")
+
+
+def format_claim(value: Any) -> str | None:
+    """Render a claim as header text: numbers in decimal, arrays comma-joined,
+    objects as compact JSON. None for a JSON null."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return None
+        if value.is_integer() and abs(value) < 2**63:
+            return str(int(value))
+        return format(Decimal(repr(value)), "f")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple):
+        items = [format_claim(v) for v in value]
+        return ",".join(i for i in items if i is not None)
+    return json.dumps(value, separators=(",", ":"), sort_keys=False)
+
+
+def credential_headers(
+    claims: Mapping[str, Any], custom_claims: Iterable[str]
+) -> tuple[dict[str, str], list[str]]:
+    """Headers for an active token, and the claims dropped as unsafe.
+
+    A value with CR, LF, NUL or another control character would let an
+    identity provider (or whoever controls a claim) inject header lines:
+    such a value is dropped, never forwarded.
+    """
+    out: dict[str, str] = {}
+    dropped: list[str] = []
+    pairs = [*STANDARD_CLAIM_HEADERS, *((c, custom_claim_header(c)) for c in custom_claims)]
+    for claim, header in pairs:
+        if claim not in claims:
+            continue
+        text = format_claim(claims[claim])
+        if text is None:
+            continue
+        if _UNSAFE_VALUE.search(text):
+            dropped.append(claim)
+            continue
+        out[header] = text
+    return out, dropped
+
+
+def consumer_headers(consumer: ConsumerRecord, *, anonymous: bool = False) -> dict[str, str]:
+    out = {"X-Consumer-ID": consumer.id}
+    if consumer.custom_id is not None:
+        out["X-Consumer-Custom-ID"] = consumer.custom_id
+    if consumer.username is not None:
+        out["X-Consumer-Username"] = consumer.username
+    if anonymous:
+        out["X-Anonymous-Consumer"] = "true"
+    return out

@@ -1,0 +1,167 @@
+"""Read a declarative file (YAML or JSON) into the config model.
+
+Every problem becomes one line naming the file, the line (YAML), the field
+path and the entity it belongs to, e.g.::
+
+    configs/bad.yaml:12: services[0].plugins[0].config.ttl (service 'echo' >
+    plugin 'oauth2-introspection'): Input should be greater than or equal to 0
+
+Values are never echoed: they may be secrets (`authorization_value`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .config import DeclarativeConfig
+from .errors import ConfigError
+
+Loc = Sequence[str | int]
+
+_ENTITY_KINDS = {
+    "services": "service",
+    "routes": "route",
+    "plugins": "plugin",
+    "consumers": "consumer",
+}
+
+
+def load_file(path: str | Path) -> DeclarativeConfig:
+    """Load and validate a declarative file; raise ConfigError on any problem."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(source, [f"{source}: cannot read file: {e.strerror or e}"]) from None
+    return load_text(text, source)
+
+
+def load_text(text: str, source: str = "<config>") -> DeclarativeConfig:
+    data = parse_document(text, source)
+    return validate_data(data, source, text)
+
+
+def parse_document(text: str, source: str) -> Any:
+    try:
+        if source.endswith(".json"):
+            return json.loads(text)
+        return yaml.safe_load(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(source, [f"{source}:{e.lineno}: invalid JSON: {e.msg}"]) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(source, [f"{where}: invalid YAML: {problem}"]) from None
+
+
+def validate_data(data: Any, source: str, text: str | None = None) -> DeclarativeConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(
+            source, [f"{source}: the document must be a mapping with '_format_version'"]
+        )
+    try:
+        config = DeclarativeConfig.model_validate(data)
+    except ValidationError as e:
+        lines = _line_finder(text)
+        problems = [
+            format_problem(source, err["loc"], _message(err), data, lines(err["loc"]))
+            for err in e.errors(include_input=False, include_url=False)
+        ]
+        raise ConfigError(source, problems) from None
+    # Cross-entity checks (references, uniqueness) live with the compiler, which
+    # raises ConfigError in the same format.
+    from .policy import check_references
+
+    problems = check_references(config)
+    if problems:
+        lines = _line_finder(text)
+        raise ConfigError(
+            source, [format_problem(source, loc, msg, data, lines(loc)) for loc, msg in problems]
+        )
+    return config
+
+
+def _message(err: dict[str, Any]) -> str:
+    msg = str(err["msg"])
+    if err["type"] == "extra_forbidden":
+        return "unknown field"
+    if err["type"] == "missing":
+        return "required field missing"
+    return msg.removeprefix("Value error, ")
+
+
+def format_loc(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(document)"
+
+
+def describe_entities(data: Any, loc: Loc) -> str:
+    """'service 'echo' > plugin 'oauth2-introspection'' for the entities on loc."""
+    names: list[str] = []
+    node = data
+    parent_key: str | int | None = None
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            break
+        if isinstance(part, int) and isinstance(parent_key, str) and parent_key in _ENTITY_KINDS:
+            kind = _ENTITY_KINDS[parent_key]
+            label = ""
+            if isinstance(node, dict):
+                label = next(
+                    (str(node[k]) for k in ("name", "username", "custom_id", "id")
+                     if isinstance(node.get(k), str)),
+                    "",
+                )
+            names.append(f"{kind} {label!r}" if label else f"{kind} #{part}")
+        parent_key = part
+    return " > ".join(names)
+
+
+def format_problem(source: str, loc: Loc, message: str, data: Any, line: int | None) -> str:
+    where = f"{source}:{line}" if line else source
+    entity = describe_entities(data, loc)
+    entity_part = f" ({entity})" if entity else ""
+    return f"{where}: {format_loc(loc)}{entity_part}: {message}"
+
+
+def _line_finder(text: str | None):
+    """Map a field path to its 1-based line in the YAML/JSON text, if known."""
+    root = None
+    if text:
+        try:
+            root = yaml.compose(text)
+        except yaml.YAMLError:
+            root = None
+
+    def find(loc: Loc) -> int | None:
+        node = root
+        line = None
+        for part in loc:
+            if node is None:
+                break
+            line = node.start_mark.line + 1
+            if isinstance(node, yaml.MappingNode):
+                node = next((v for k, v in node.value if k.value == part), None)
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+                node = node.value[part] if part < len(node.value) else None
+            else:
+                node = None
+        if node is not None:
+            line = node.start_mark.line + 1
+        return line
+
+    return find

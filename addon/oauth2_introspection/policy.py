@@ -1,0 +1,364 @@
+"""Compile a validated DeclarativeConfig into an immutable, fast Policy.
+
+Compilation flattens nested entities, resolves references, picks the plugin
+each route runs (Kong precedence: route+service > route > service > global)
+and builds the router, once per configuration. A request then costs one
+router walk and a few dict lookups. A new configuration produces a new Policy
+that replaces the old one in a single assignment, so no request ever sees a
+half-built one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import (
+    ID_NAMESPACE,
+    Consumer,
+    DeclarativeConfig,
+    OAuth2IntrospectionConfig,
+    Plugin,
+    Route,
+    Service,
+)
+from .consumers import ConsumerRecord, ConsumerStore
+from .routing import RouteMatch, Router, RouteSpec
+
+logger = logging.getLogger(__name__)
+
+Loc = tuple[str | int, ...]
+
+
+def _stable_id(kind: str, *parts: object) -> str:
+    return str(uuid.uuid5(ID_NAMESPACE, "\x00".join([kind, *map(str, parts)])))
+
+
+# -- flattening ------------------------------------------------------------------
+
+
+@dataclass
+class _FlatService:
+    loc: Loc
+    model: Service
+    id: str
+
+
+@dataclass
+class _FlatRoute:
+    loc: Loc
+    model: Route
+    id: str
+    service_ref: str | None  # a name or id, unresolved
+
+
+@dataclass
+class _FlatPlugin:
+    loc: Loc
+    model: Plugin
+    id: str
+    service_ref: str | None
+    route_ref: str | None
+
+
+@dataclass
+class _Flat:
+    services: list[_FlatService] = field(default_factory=list)
+    routes: list[_FlatRoute] = field(default_factory=list)
+    plugins: list[_FlatPlugin] = field(default_factory=list)
+    problems: list[tuple[Loc, str]] = field(default_factory=list)
+
+
+def _flatten(config: DeclarativeConfig) -> _Flat:
+    flat = _Flat()
+
+    def add_plugin(loc: Loc, p: Plugin, service: str | None, route: str | None) -> None:
+        if service is not None and p.service is not None and p.service.key != service:
+            flat.problems.append(((*loc, "service"), "conflicts with the enclosing service"))
+        if route is not None and p.route is not None and p.route.key != route:
+            flat.problems.append(((*loc, "route"), "conflicts with the enclosing route"))
+        svc = service if service is not None else (p.service.key if p.service else None)
+        rte = route if route is not None else (p.route.key if p.route else None)
+        pid = p.id or _stable_id("plugin", p.name, svc or "", rte or "", p.instance_name or "")
+        flat.plugins.append(_FlatPlugin(loc, p, pid, svc, rte))
+
+    def add_route(loc: Loc, r: Route, service: str | None) -> None:
+        if service is not None and r.service is not None and r.service.key != service:
+            flat.problems.append(((*loc, "service"), "conflicts with the enclosing service"))
+        svc = service if service is not None else (r.service.key if r.service else None)
+        rid = r.id or _stable_id("route", r.name or "/".join(map(str, loc)))
+        flat.routes.append(_FlatRoute(loc, r, rid, svc))
+        for i, p in enumerate(r.plugins):
+            add_plugin((*loc, "plugins", i), p, None, r.name or rid)
+
+    for i, s in enumerate(config.services):
+        loc: Loc = ("services", i)
+        sid = s.id or _stable_id("service", s.name or i)
+        flat.services.append(_FlatService(loc, s, sid))
+        for j, r in enumerate(s.routes):
+            add_route((*loc, "routes", j), r, s.name or sid)
+        for j, p in enumerate(s.plugins):
+            add_plugin((*loc, "plugins", j), p, s.name or sid, None)
+    for i, r in enumerate(config.routes):
+        add_route(("routes", i), r, None)
+    for i, p in enumerate(config.plugins):
+        add_plugin(("plugins", i), p, None, None)
+    return flat
+
+
+def _index(
+    items: list[Any], keys: Any, kind: str, problems: list[tuple[Loc, str]]
+) -> dict[str, Any]:
+    """Map every name/id to its item; report duplicates."""
+    index: dict[str, Any] = {}
+    for item in items:
+        for attr, value in keys(item):
+            if value is None:
+                continue
+            if value in index and index[value] is not item:
+                problems.append(((*item.loc, attr), f"duplicate {kind} {attr} {value!r}"))
+            index[value] = item
+    return index
+
+
+def _resolve(flat: _Flat) -> tuple[dict[str, _FlatService], dict[str, _FlatRoute]]:
+    services = _index(
+        flat.services, lambda s: (("name", s.model.name), ("id", s.id)), "service", flat.problems
+    )
+    routes = _index(
+        flat.routes, lambda r: (("name", r.model.name), ("id", r.id)), "route", flat.problems
+    )
+    for r in flat.routes:
+        if r.service_ref is not None and r.service_ref not in services:
+            flat.problems.append(((*r.loc, "service"), f"no service {r.service_ref!r}"))
+    scopes: dict[tuple[str | None, str | None, str], _FlatPlugin] = {}
+    for p in flat.plugins:
+        if p.service_ref is not None and p.service_ref not in services:
+            flat.problems.append(((*p.loc, "service"), f"no service {p.service_ref!r}"))
+            continue
+        if p.route_ref is not None and p.route_ref not in routes:
+            flat.problems.append(((*p.loc, "route"), f"no route {p.route_ref!r}"))
+            continue
+        scope = (
+            services[p.service_ref].id if p.service_ref else None,
+            routes[p.route_ref].id if p.route_ref else None,
+            p.model.name,
+        )
+        if scope in scopes:
+            flat.problems.append(
+                (p.loc, f"a second {p.model.name} plugin on the same scope as "
+                 f"{'.'.join(map(str, scopes[scope].loc))}")
+            )
+        scopes[scope] = p
+    return services, routes
+
+
+def _consumer_problems(consumers: list[Consumer]) -> list[tuple[Loc, str]]:
+    problems: list[tuple[Loc, str]] = []
+    seen: dict[tuple[str, str], int] = {}
+    for i, c in enumerate(consumers):
+        for attr, value in (("id", c.stable_id()), ("username", c.username),
+                            ("custom_id", c.custom_id)):
+            if value is None:
+                continue
+            if (attr, value) in seen:
+                problems.append((("consumers", i, attr), f"duplicate consumer {attr} {value!r}"))
+            seen[(attr, value)] = i
+    return problems
+
+
+def check_references(config: DeclarativeConfig) -> list[tuple[Loc, str]]:
+    """Cross-entity problems (unknown references, duplicates), with their paths."""
+    flat = _flatten(config)
+    _resolve(flat)
+    return flat.problems + _consumer_problems(config.consumers)
+
+
+# -- the compiled policy ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PluginRuntime:
+    id: str
+    label: str  # "global", "service 'echo'", "route 'api'"
+    config: OAuth2IntrospectionConfig
+    #: hash of endpoint + credentials + hint + custom headers: the cache key prefix
+    key_prefix: bytes
+    #: introspection client key in the ClientPool
+    client_key: tuple[str, int]
+    #: custom headers with Kong's underscore-to-dash rule applied, once
+    introspection_headers: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class CompiledService:
+    id: str
+    name: str | None
+    #: (scheme, host, port, path); None sends to the reverse-mode target
+    upstream: tuple[str, str, int, str] | None
+
+
+@dataclass(frozen=True)
+class CompiledRoute:
+    id: str
+    name: str | None
+    service: CompiledService | None
+    plugin: PluginRuntime | None
+    strip_path: bool
+    preserve_host: bool
+    path_handling: str
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What applies to one request."""
+
+    match: RouteMatch[CompiledRoute] | None
+    plugin: PluginRuntime | None
+
+    @property
+    def route(self) -> CompiledRoute | None:
+        return self.match.target if self.match else None
+
+
+class Policy:
+    def __init__(
+        self,
+        router: Router[CompiledRoute],
+        global_plugin: PluginRuntime | None,
+        consumers: ConsumerStore,
+        plugins: list[PluginRuntime],
+        source: str,
+    ) -> None:
+        self.router = router
+        self.global_plugin = global_plugin
+        self.consumers = consumers
+        self.plugins = plugins
+        self.source = source
+
+    def resolve(
+        self, host: str, path: str, method: str, headers: Mapping[str, str] | None = None
+    ) -> Resolution:
+        match = self.router.match(host, path, method, headers)
+        if match is None:
+            return Resolution(None, self.global_plugin)
+        return Resolution(match, match.target.plugin)
+
+
+def _key_prefix(cfg: OAuth2IntrospectionConfig, headers: Mapping[str, str]) -> bytes:
+    h = hashlib.sha256()
+    for part in (cfg.introspection_url, cfg.authorization_value, cfg.token_type_hint or ""):
+        h.update(part.encode())
+        h.update(b"\x00")
+    for name, value in sorted(headers.items()):
+        h.update(f"{name.lower()}:{value}\x00".encode())
+    return h.digest()
+
+
+def compile_policy(
+    config: DeclarativeConfig,
+    prepare_client: Any,
+    source: str = "<config>",
+) -> Policy:
+    """`prepare_client(url, keepalive_ms) -> key` registers an introspection client."""
+    flat = _flatten(config)
+    services_idx, routes_idx = _resolve(flat)
+    problems = flat.problems + _consumer_problems(config.consumers)
+    if problems:
+        # validate_data() reports these with file and line; this is a safety net.
+        loc, msg = problems[0]
+        raise ValueError(f"{'.'.join(map(str, loc))}: {msg}")
+
+    def runtime(p: _FlatPlugin, label: str) -> PluginRuntime:
+        cfg = p.model.config
+        headers = {k.replace("_", "-"): v for k, v in cfg.custom_introspection_headers.items()}
+        return PluginRuntime(
+            id=p.id,
+            label=label,
+            config=cfg,
+            key_prefix=_key_prefix(cfg, headers),
+            client_key=prepare_client(cfg.introspection_url, cfg.keepalive),
+            introspection_headers=headers,
+        )
+
+    by_route: dict[str, PluginRuntime] = {}
+    by_service: dict[str, PluginRuntime] = {}
+    by_both: dict[tuple[str, str], PluginRuntime] = {}
+    global_plugin: PluginRuntime | None = None
+    plugins: list[PluginRuntime] = []
+    for p in flat.plugins:
+        if not p.model.enabled:
+            continue
+        svc = services_idx[p.service_ref] if p.service_ref else None
+        rte = routes_idx[p.route_ref] if p.route_ref else None
+        if svc and rte:
+            rt = runtime(p, f"route {rte.model.name or rte.id!r} + service "
+                            f"{svc.model.name or svc.id!r}")
+            by_both[(rte.id, svc.id)] = rt
+        elif rte:
+            rt = runtime(p, f"route {rte.model.name or rte.id!r}")
+            by_route[rte.id] = rt
+        elif svc:
+            rt = runtime(p, f"service {svc.model.name or svc.id!r}")
+            by_service[svc.id] = rt
+        else:
+            rt = runtime(p, "global")
+            global_plugin = rt
+        plugins.append(rt)
+
+    compiled_services = {
+        s.id: CompiledService(s.id, s.model.name, s.model.upstream()) for s in flat.services
+    }
+    specs: list[RouteSpec[CompiledRoute]] = []
+    for r in flat.routes:
+        svc_flat = services_idx[r.service_ref] if r.service_ref else None
+        if svc_flat is not None and not svc_flat.model.enabled:
+            continue  # Kong: routes of a disabled service do not exist
+        svc = compiled_services[svc_flat.id] if svc_flat else None
+        plugin = (
+            (by_both.get((r.id, svc.id)) if svc else None)
+            or by_route.get(r.id)
+            or (by_service.get(svc.id) if svc else None)
+            or global_plugin
+        )
+        m = r.model
+        compiled = CompiledRoute(
+            id=r.id,
+            name=m.name,
+            service=svc,
+            plugin=plugin,
+            strip_path=m.strip_path,
+            preserve_host=m.preserve_host,
+            path_handling=m.path_handling,
+        )
+        specs.append(
+            RouteSpec(
+                target=compiled,
+                hosts=m.hosts or (),
+                paths=m.paths or (),
+                methods=m.methods or (),
+                headers=m.headers or {},
+                regex_priority=m.regex_priority,
+            )
+        )
+
+    consumers = ConsumerStore(
+        ConsumerRecord(c.stable_id(), c.username, c.custom_id) for c in config.consumers
+    )
+    for rt in plugins:
+        anon = rt.config.anonymous
+        if anon and consumers.anonymous(anon) is None:
+            logger.warning(
+                "%s: oauth2-introspection plugin (%s) names anonymous consumer %r, which does "
+                "not exist: failed authentications on it will answer 500",
+                source, rt.label, anon,
+            )
+    return Policy(Router(specs), global_plugin, consumers, plugins, source)

@@ -1,0 +1,216 @@
+"""Kong-style route matching, built once per configuration.
+
+Kong (3.x, `traditional_compatible` router) gives every (route, path) pair a
+priority and tries them best first. The priority compares, in order: how many
+kinds of matcher the route has (methods, hosts, headers, paths), whether all
+its hosts are plain (no wildcard), how many headers it matches, whether the
+path is a regex (then its `regex_priority`), and the length of a prefix path.
+Ties keep declaration order. The first candidate that matches wins.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+from urllib.parse import quote, unquote
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RouteSpec(Generic[T]):
+    """What the router needs of a route; `target` is opaque (the compiled route)."""
+
+    target: T
+    hosts: Sequence[str] = ()
+    paths: Sequence[str] = ()
+    methods: Sequence[str] = ()
+    headers: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    regex_priority: int = 0
+
+
+@dataclass(frozen=True)
+class RouteMatch(Generic[T]):
+    target: T
+    #: the part of the (normalised) path the route's path matched, for strip_path
+    matched_prefix: str
+    #: the normalised request path the match was made on
+    path: str
+
+
+@dataclass(frozen=True)
+class _HostMatcher:
+    exact: frozenset[str]
+    suffixes: tuple[str, ...]  # from "*.example.com" -> ".example.com"
+    prefixes: tuple[str, ...]  # from "example.*" -> "example."
+
+    def matches(self, host: str, host_with_port: str) -> bool:
+        if host in self.exact or host_with_port in self.exact:
+            return True
+        return any(
+            h.endswith(s) and len(h) > len(s) for s in self.suffixes for h in (host, host_with_port)
+        ) or any(host.startswith(p) and len(host) > len(p) for p in self.prefixes)
+
+
+@dataclass(frozen=True)
+class _Candidate(Generic[T]):
+    target: T
+    priority: tuple[int, ...]
+    hosts: _HostMatcher | None
+    methods: frozenset[str] | None
+    headers: tuple[tuple[str, frozenset[str]], ...]
+    prefix: str | None
+    regex: re.Pattern[str] | None
+
+
+def _host_matcher(hosts: Sequence[str]) -> _HostMatcher:
+    exact: set[str] = set()
+    suffixes: list[str] = []
+    prefixes: list[str] = []
+    for host in hosts:
+        host = host.lower()
+        if host.startswith("*."):
+            suffixes.append(host[1:])
+        elif host.endswith(".*"):
+            prefixes.append(host[:-1])
+        else:
+            exact.add(host)
+    return _HostMatcher(frozenset(exact), tuple(suffixes), tuple(prefixes))
+
+
+class Router(Generic[T]):
+    """Match (host, path, method, headers) to the best route."""
+
+    def __init__(self, routes: Sequence[RouteSpec[T]]) -> None:
+        candidates: list[tuple[tuple[int, ...], int, _Candidate[T]]] = []
+        order = 0
+        for spec in routes:
+            kinds = sum(bool(x) for x in (spec.methods, spec.hosts, spec.headers, spec.paths))
+            plain_hosts = bool(spec.hosts) and all("*" not in h for h in spec.hosts)
+            hosts = _host_matcher(spec.hosts) if spec.hosts else None
+            methods = frozenset(m.upper() for m in spec.methods) if spec.methods else None
+            headers = tuple(
+                (name.lower(), frozenset(v.lower() for v in values))
+                for name, values in spec.headers.items()
+            )
+            for path in spec.paths or [None]:
+                is_regex = path is not None and path.startswith("~")
+                priority = (
+                    kinds,
+                    int(plain_hosts),
+                    len(headers),
+                    int(is_regex),
+                    spec.regex_priority if is_regex else 0,
+                    len(path) if (path and not is_regex) else 0,
+                )
+                regex = re.compile(path[1:]) if (path and is_regex) else None
+                prefix = path if (path and not is_regex) else None
+                candidates.append(
+                    (priority, order, _Candidate(spec.target, priority, hosts, methods, headers,
+                                                 prefix, regex))
+                )
+                order += 1
+        candidates.sort(key=lambda c: (tuple(-p for p in c[0]), c[1]))
+        self._candidates = tuple(c for _, _, c in candidates)
+
+    def __len__(self) -> int:
+        return len(self._candidates)
+
+    def match(
+        self,
+        host: str,
+        path: str,
+        method: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> RouteMatch[T] | None:
+        """`host` may carry a port; `path` is the raw request path (query included)."""
+        host_with_port = host.lower()
+        host_only = _strip_port(host_with_port)
+        norm = normalize_path(path.split("?", 1)[0])
+        method = method.upper()
+        for c in self._candidates:
+            if c.methods is not None and method not in c.methods:
+                continue
+            if c.hosts is not None and not c.hosts.matches(host_only, host_with_port):
+                continue
+            if c.headers:
+                if headers is None:
+                    continue
+                if not all(
+                    (headers.get(name) or "").lower() in values for name, values in c.headers
+                ):
+                    continue
+            if c.prefix is not None:
+                if not norm.startswith(c.prefix):
+                    continue
+                matched = c.prefix
+            elif c.regex is not None:
+                m = c.regex.match(norm)
+                if m is None:
+                    continue
+                matched = norm[: m.end()]
+            else:
+                matched = ""
+            return RouteMatch(c.target, matched, norm)
+        return None
+
+
+def _strip_port(host: str) -> str:
+    if host.startswith("["):  # IPv6 literal
+        end = host.find("]")
+        return host[: end + 1] if end != -1 else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def normalize_path(path: str) -> str:
+    """The path as Kong/nginx match it: percent-decoded, `.`/`..` resolved,
+    repeated slashes merged. Matching on it keeps `/a/../private` or
+    `/%70rivate` from slipping past a path-scoped plugin."""
+    decoded = unquote(path) if "%" in path else path
+    if "//" not in decoded and "/." not in decoded:
+        return decoded or "/"
+    out: list[str] = []
+    segments = decoded.split("/")
+    for seg in segments[1:]:
+        if seg in ("", "."):
+            continue
+        if seg == "..":
+            if out:
+                out.pop()
+            continue
+        out.append(seg)
+    trailing = "/" if segments[-1] in ("", ".", "..") and out else ""
+    return "/" + "/".join(out) + trailing
+
+
+def upstream_path(
+    service_path: str,
+    match: RouteMatch[object] | None,
+    raw_path: str,
+    *,
+    strip_path: bool,
+    path_handling: str = "v0",
+) -> str:
+    """The path (with query) to send upstream, following Kong's path_handling.
+
+    Without a service path and without stripping, the client's raw path is sent
+    unchanged; otherwise the path is rebuilt from the normalised one.
+    """
+    if match is None or (not service_path and not (strip_path and match.matched_prefix)):
+        return raw_path
+    remainder = match.path
+    if strip_path and match.matched_prefix:
+        remainder = remainder[len(match.matched_prefix):]
+    remainder = quote(remainder, safe="/!$&'()*+,;=:@-._~")
+    if not service_path:
+        path = remainder if remainder.startswith("/") else "/" + remainder
+    elif not remainder:
+        path = service_path
+    elif path_handling == "v0" and service_path.endswith("/") and remainder.startswith("/"):
+        path = service_path + remainder[1:]
+    else:
+        path = service_path + remainder
+    query = raw_path[raw_path.index("?"):] if "?" in raw_path else ""
+    return path + query

@@ -1,0 +1,262 @@
+"""Find the access token in a request, and remove it for `hide_credentials`.
+
+Order, as Kong: the `access_token` request parameter (a body field wins over
+the query string), else `Authorization: Bearer <t>` (or `Token <t>`, any case).
+Unlike Kong, the body is parsed only when its content type can carry the
+field and it is at most `MAX_BODY_BYTES`; and removal edits only the token's
+own bytes, so JSON and multipart bodies reach the upstream intact.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import itertools
+import json
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from json.decoder import scanstring  # type: ignore[attr-defined]
+from urllib.parse import unquote_plus
+
+from mitmproxy import http
+
+PARAM = "access_token"
+MAX_BODY_BYTES = 1024 * 1024
+_JSON_WS = re.compile(r"[ \t\n\r]*")
+
+
+class TokenSource(StrEnum):
+    QUERY = "query"
+    FORM = "form"
+    MULTIPART = "multipart"
+    JSON = "json"
+    HEADER = "header"
+
+
+@dataclass(frozen=True)
+class FoundToken:
+    value: str
+    source: TokenSource
+
+
+def find_token(request: http.Request) -> FoundToken | None:
+    found = _body_token(request) or _query_token(request.path)
+    if found:
+        return found
+    auth = request.headers.get("authorization")
+    if auth:
+        parts = auth.split()
+        if len(parts) == 2 and parts[0].lower() in ("bearer", "token"):
+            return FoundToken(parts[1], TokenSource.HEADER)
+    return None
+
+
+def remove_token(request: http.Request, found: FoundToken) -> list[str]:
+    """Remove the credential from where it came from; return what was removed
+    (for the flow's metadata), e.g. ["header:Authorization"]."""
+    if found.source is TokenSource.HEADER:
+        request.headers.pop("authorization", None)
+        return ["header:Authorization"]
+    removed: list[str] = []
+    # A parameter token: Kong clears the query argument and the body field both.
+    path = request.path
+    if "?" in path:
+        base, query = path.split("?", 1)
+        kept = drop_form_field(query, PARAM)
+        if kept != query:
+            request.path = f"{base}?{kept}" if kept else base
+            removed.append("query:access_token")
+    kind = _body_kind(request)
+    if kind is not None:
+        body = request.get_content(strict=False) or b""
+        new_body = _remove_from_body(kind, body, request.headers.get("content-type", ""))
+        if new_body is not None and new_body != body:
+            request.content = new_body
+            removed.append(f"{kind.value}:access_token")
+    return removed
+
+
+# -- query strings and forms ---------------------------------------------------
+
+
+def _form_value(encoded: str, name: str) -> str | None:
+    for pair in encoded.split("&"):
+        key, _, value = pair.partition("=")
+        if unquote_plus(key) == name:
+            return unquote_plus(value)
+    return None
+
+
+def drop_form_field(encoded: str, name: str) -> str:
+    """Remove every `name=...` pair; other pairs keep their bytes and order."""
+    return "&".join(p for p in encoded.split("&") if unquote_plus(p.partition("=")[0]) != name)
+
+
+def _query_token(path: str) -> FoundToken | None:
+    if "?" not in path:
+        return None
+    value = _form_value(path.split("?", 1)[1], PARAM)
+    return FoundToken(value, TokenSource.QUERY) if value else None
+
+
+# -- bodies --------------------------------------------------------------------
+
+
+def _body_kind(request: http.Request) -> TokenSource | None:
+    ctype = request.headers.get("content-type", "").lower()
+    if not ctype or request.raw_content is None or len(request.raw_content) > MAX_BODY_BYTES:
+        return None
+    mime = ctype.split(";", 1)[0].strip()
+    if mime == "application/x-www-form-urlencoded":
+        return TokenSource.FORM
+    if mime == "multipart/form-data":
+        return TokenSource.MULTIPART
+    if mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json")):
+        return TokenSource.JSON
+    return None
+
+
+def _body_token(request: http.Request) -> FoundToken | None:
+    kind = _body_kind(request)
+    if kind is None:
+        return None
+    body = request.get_content(strict=False) or b""
+    if len(body) > MAX_BODY_BYTES:
+        return None
+    value: object = None
+    if kind is TokenSource.FORM:
+        value = _form_value(body.decode("latin-1"), PARAM)
+    elif kind is TokenSource.JSON:
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return None  # Kong: an unparsable JSON body has no parameters
+        value = doc.get(PARAM) if isinstance(doc, dict) else None
+    else:
+        for _, _, name, is_file, content in _multipart_parts(body, request.headers["content-type"]):
+            if name == PARAM and not is_file:
+                value = content.decode("utf-8", "replace")
+                break
+    return FoundToken(value, kind) if isinstance(value, str) and value else None
+
+
+def _remove_from_body(kind: TokenSource, body: bytes, content_type: str) -> bytes | None:
+    if kind is TokenSource.FORM:
+        return drop_form_field(body.decode("latin-1"), PARAM).encode("latin-1")
+    if kind is TokenSource.JSON:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        new = remove_json_member(text, PARAM)
+        return None if new is None else new.encode("utf-8")
+    parts = _multipart_parts(body, content_type)
+    for start, end, name, is_file, _ in reversed(parts):
+        if name == PARAM and not is_file:
+            body = body[:start] + body[end:]
+    return body
+
+
+def _boundary(content_type: str) -> bytes | None:
+    msg = email.parser.Parser().parsestr(f"Content-Type: {content_type}\r\n\r\n", headersonly=True)
+    boundary = msg.get_param("boundary")
+    return boundary.encode("latin-1") if isinstance(boundary, str) and boundary else None
+
+
+def _multipart_parts(
+    body: bytes, content_type: str
+) -> list[tuple[int, int, str | None, bool, bytes]]:
+    """Split a multipart body without re-encoding it.
+
+    Returns (start, end, field name, is a file, content) per part, where
+    body[start:end] is the part with its opening delimiter line, so removing
+    that slice leaves every other byte as it was.
+    """
+    boundary = _boundary(content_type)
+    if boundary is None:
+        return []
+    delim = b"--" + boundary
+    if body.startswith(delim):
+        pos = 0
+    else:
+        pos = body.find(b"\r\n" + delim)
+        if pos == -1:
+            return []
+        pos += 2
+    starts = [pos]
+    while True:
+        nxt = body.find(b"\r\n" + delim, starts[-1] + len(delim))
+        if nxt == -1:
+            break
+        starts.append(nxt + 2)
+    parts = []
+    header_parser = email.parser.BytesHeaderParser()
+    for start, end in itertools.pairwise(starts):
+        line_end = body.find(b"\r\n", start)
+        if line_end == -1 or line_end + 2 > end - 2:
+            continue
+        raw = body[line_end + 2 : end - 2]
+        head, sep, content = raw.partition(b"\r\n\r\n")
+        if not sep:
+            continue
+        headers = header_parser.parsebytes(head + b"\r\n\r\n")
+        name = headers.get_param("name", header="content-disposition")
+        name = name if isinstance(name, str) else None
+        is_file = headers.get_param("filename", header="content-disposition") is not None
+        parts.append((start, end, name, is_file, content))
+    return parts
+
+
+def remove_json_member(text: str, key: str) -> str | None:
+    """Remove every top-level `key` member of a JSON object, keeping every
+    other character (spacing, order, number formats) as it was.
+
+    Returns None when the text is not a JSON object.
+    """
+    decoder = json.JSONDecoder()
+    while True:
+        members = _json_members(text, decoder)
+        if members is None:
+            return None
+        idx = next((i for i, (k, _, _) in enumerate(members) if k == key), None)
+        if idx is None:
+            return text
+        _, start, end = members[idx]
+        if idx + 1 < len(members):
+            text = text[:start] + text[members[idx + 1][1] :]
+        elif idx > 0:
+            text = text[: members[idx - 1][2]] + text[end:]
+        else:
+            text = text[:start] + text[end:]
+
+
+def _json_members(text: str, decoder: json.JSONDecoder) -> list[tuple[str, int, int]] | None:
+    """(key, start, end) of each top-level member of a JSON object."""
+    try:
+        i = _JSON_WS.match(text, 0).end()  # type: ignore[union-attr]
+        if text[i : i + 1] != "{":
+            return None
+        i = _JSON_WS.match(text, i + 1).end()  # type: ignore[union-attr]
+        members: list[tuple[str, int, int]] = []
+        if text[i : i + 1] == "}":
+            return members
+        while True:
+            start = i
+            if text[i] != '"':
+                return None
+            key, i = scanstring(text, i + 1)
+            i = _JSON_WS.match(text, i).end()  # type: ignore[union-attr]
+            if text[i] != ":":
+                return None
+            i = _JSON_WS.match(text, i + 1).end()  # type: ignore[union-attr]
+            _, i = decoder.raw_decode(text, i)
+            members.append((key, start, i))
+            i = _JSON_WS.match(text, i).end()  # type: ignore[union-attr]
+            if text[i] == ",":
+                i = _JSON_WS.match(text, i + 1).end()  # type: ignore[union-attr]
+            elif text[i] == "}":
+                return members
+            else:
+                return None
+    except (ValueError, IndexError):
+        return None
