@@ -20,9 +20,9 @@ from .decision import Decision, decide
 from .errors import ConfigError
 from .headers import strip_spoofable
 from .introspection import ClientPool
-from .loader import load_file
-from .policy import Policy, Resolution, compile_policy
+from .policy import Policy, Resolution
 from .routing import upstream_path
+from .state import PolicyState
 from .token import drop_form_field, remove_token
 
 logger = logging.getLogger("oauth2_introspection")
@@ -35,10 +35,14 @@ _user_keep_host_header: bool | None = None
 
 
 class OAuth2Introspection:
-    def __init__(self) -> None:
-        self.policy: Policy | None = None
+    def __init__(self, state: PolicyState | None = None) -> None:
         self.cache = IntrospectionCache()
-        self.clients = ClientPool()
+        self.clients = state.clients if state else ClientPool()
+        self.state = state or PolicyState(self.clients)
+
+    @property
+    def policy(self) -> Policy | None:
+        return self.state.policy
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -59,7 +63,9 @@ class OAuth2Introspection:
     def running(self) -> None:
         self._take_over_host_header()
         if self.policy is None:
-            logger.error(
+            # WARNING, not ERROR: mitmproxy exits on any error logged during
+            # startup, and the promise here is to stay up and answer 503.
+            logger.warning(
                 "oauth2-introspection: no introspection_config set: every request is refused "
                 "with 503 until one is (--set introspection_config=FILE)"
             )
@@ -68,18 +74,14 @@ class OAuth2Introspection:
         if "introspection_config" in updated:
             path = ctx.options.introspection_config
             if not path:
-                self.policy = None
+                self.state.clear()
                 return
             try:
-                config = load_file(path)
-                policy = compile_policy(config, self.clients.prepare, source=path)
+                policy = self.state.load_file(path)
             except ConfigError as e:
                 # One line naming file, entity and field; at startup this stops
                 # mitmproxy, later the previous policy stays in force.
                 raise exceptions.OptionsError(f"invalid introspection_config: {e}") from None
-            except ValueError as e:
-                raise exceptions.OptionsError(f"invalid introspection_config {path}: {e}") from None
-            self.policy = policy  # one assignment: requests see old or new, never half
             logger.info(
                 "oauth2-introspection: loaded %s (%d route(s), %d plugin(s), %d consumer(s))",
                 path, len(policy.router), len(policy.plugins), len(policy.consumers),
@@ -97,6 +99,19 @@ class OAuth2Introspection:
             _user_keep_host_header = bool(ctx.options.keep_host_header)
         if not ctx.options.keep_host_header:
             ctx.options.update(keep_host_header=True)
+
+    def server_connect(self, data: Any) -> None:
+        """With keep_host_header on, mitmproxy's reverse mode no longer sets the
+        SNI of an eagerly opened TLS connection to the target: set it here."""
+        server = data.server
+        mode = data.client.proxy_mode
+        if (
+            server.sni is None
+            and isinstance(mode, ReverseMode)
+            and mode.scheme == "https"
+            and server.address == mode.address
+        ):
+            server.sni = mode.address[0]
 
     # -- the request hook ------------------------------------------------------------
 
@@ -120,6 +135,7 @@ class OAuth2Introspection:
             flow.comment = "oauth2-introspection: 503 no policy loaded"
             return
         client_host = request.host_header or request.host
+        client_url = safe_url(request)  # logged as the client sent it, before rewriting
         resolution = policy.resolve(client_host, request.path, request.method, request.headers)
         route = resolution.route
         meta: dict[str, Any] = {
@@ -146,7 +162,7 @@ class OAuth2Introspection:
             meta["outcome"] = "no plugin"
         if flow.response is None:
             self._send_upstream(flow, resolution)
-        self._annotate(flow, meta, decision, route.label if route else None)
+        self._annotate(flow, meta, decision, route.label if route else None, client_url)
 
     def _send_upstream(self, flow: http.HTTPFlow, resolution: Resolution) -> None:
         request = flow.request
@@ -179,7 +195,7 @@ class OAuth2Introspection:
 
     def _annotate(
         self, flow: http.HTTPFlow, meta: dict[str, Any], decision: Decision | None,
-        route: str | None,
+        route: str | None, client_url: str,
     ) -> None:
         flow.metadata[METADATA_KEY] = meta
         where = f"route {route}" if route else "no route"
@@ -187,7 +203,7 @@ class OAuth2Introspection:
             return
         flow.comment = f"oauth2-introspection [{where}, {meta.get('plugin')}]: {decision.summary}"
         token = meta.get("token_id")
-        line = (f"{flow.request.method} {safe_url(flow.request)} [{where}]: {decision.summary}"
+        line = (f"{flow.request.method} {client_url} [{where}]: {decision.summary}"
                 + (f" token={token}" if token else ""))
         if decision.outcome in ("allowed", "preflight"):
             logger.debug(line)

@@ -88,9 +88,13 @@ def credential_headers(
     out: dict[str, str] = {}
     dropped: list[str] = []
     pairs = [*STANDARD_CLAIM_HEADERS, *((c, custom_claim_header(c)) for c in custom_claims)]
+    seen: set[str] = set()
     for claim, header in pairs:
-        if claim not in claims:
+        # A custom claim naming a standard one ("iss") would add the same
+        # header twice in another case: the first (standard) name wins.
+        if claim not in claims or header.lower() in seen:
             continue
+        seen.add(header.lower())
         text = format_claim(claims[claim])
         if text is None:
             continue

@@ -268,14 +268,13 @@ def compile_policy(
     prepare_client: Any,
     source: str = "<config>",
 ) -> Policy:
-    """`prepare_client(url, keepalive_ms) -> key` registers an introspection client."""
+    """Compile a config that passed check_references() (the loader and
+    PolicyState.apply() ensure it). `prepare_client(url, keepalive_ms) -> key`
+    registers an introspection client."""
     flat = _flatten(config)
     services_idx, routes_idx = _resolve(flat)
-    problems = flat.problems + _consumer_problems(config.consumers)
-    if problems:
-        # validate_data() reports these with file and line; this is a safety net.
-        loc, msg = problems[0]
-        raise ValueError(f"{'.'.join(map(str, loc))}: {msg}")
+    if flat.problems:
+        raise ValueError("compile_policy() needs a config that passed check_references()")
 
     def runtime(p: _FlatPlugin, label: str) -> PluginRuntime:
         cfg = p.model.config

@@ -11,10 +11,11 @@ Ties keep declaration order. The first candidate that matches wins.
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 T = TypeVar("T")
 
@@ -138,8 +139,10 @@ class Router(Generic[T]):
             if c.headers:
                 if headers is None:
                     continue
+                # Repeated headers arrive comma-joined; any one value may match.
                 if not all(
-                    (headers.get(name) or "").lower() in values for name, values in c.headers
+                    any(v.strip().lower() in values for v in (headers.get(name) or "").split(","))
+                    for name, values in c.headers
                 ):
                     continue
             if c.prefix is not None:
@@ -164,15 +167,26 @@ def _strip_port(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+_PERCENT_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+
+
+def _decode_unreserved(match: re.Match[str]) -> str:
+    char = chr(int(match.group(1), 16))
+    return char if char in _UNRESERVED else "%" + match.group(1).upper()
+
+
 def normalize_path(path: str) -> str:
-    """The path as Kong/nginx match it: percent-decoded, `.`/`..` resolved,
-    repeated slashes merged. Matching on it keeps `/a/../private` or
-    `/%70rivate` from slipping past a path-scoped plugin."""
-    decoded = unquote(path) if "%" in path else path
-    if "//" not in decoded and "/." not in decoded:
-        return decoded or "/"
+    """The path as Kong matches it (RFC 3986 §6.2.2): escapes of unreserved
+    characters decoded (others kept, upper-cased, so `%2F` stays a escaped
+    slash), `.`/`..` resolved, repeated slashes merged. Matching on it keeps
+    `/a/../private` or `/%70rivate` from slipping past a path-scoped plugin."""
+    if "%" in path:
+        path = _PERCENT_ESCAPE.sub(_decode_unreserved, path)
+    if "//" not in path and "/." not in path:
+        return path or "/"
     out: list[str] = []
-    segments = decoded.split("/")
+    segments = path.split("/")
     for seg in segments[1:]:
         if seg in ("", "."):
             continue
@@ -200,17 +214,41 @@ def upstream_path(
     """
     if match is None or (not service_path and not (strip_path and match.matched_prefix)):
         return raw_path
-    remainder = match.path
-    if strip_path and match.matched_prefix:
-        remainder = remainder[len(match.matched_prefix):]
-    remainder = quote(remainder, safe="/!$&'()*+,;=:@-._~")
-    if not service_path:
-        path = remainder if remainder.startswith("/") else "/" + remainder
-    elif not remainder:
-        path = service_path
-    elif path_handling == "v0" and service_path.endswith("/") and remainder.startswith("/"):
-        path = service_path + remainder[1:]
+    # "%" is safe: the normalised path keeps reserved characters escaped.
+    safe = "%/!$&'()*+,;=:@-._~"
+    base = service_path or "/"
+    req_uri = quote(match.path, safe=safe)
+    # Kong: the postfix is what follows the matched prefix ("/" without a path match).
+    postfix = quote(match.path[len(match.matched_prefix or "/"):], safe=safe)
+    if path_handling == "v1":
+        path = _upstream_uri_v1(base, postfix, req_uri, strip_path)
     else:
-        path = service_path + remainder
+        path = _upstream_uri_v0(base, postfix, req_uri, strip_path)
     query = raw_path[raw_path.index("?"):] if "?" in raw_path else ""
     return path + query
+
+
+def _upstream_uri_v0(base: str, postfix: str, req_uri: str, strip_path: bool) -> str:
+    """Kong's get_upstream_uri_v0 (kong/router/utils.lua), the default."""
+    if base.endswith("/"):
+        if not strip_path:
+            return base + req_uri[1:]
+        if not postfix:
+            if base == "/":
+                return "/"
+            return base if req_uri.endswith("/") else base[:-1]
+        return base[:-1] + postfix if postfix.startswith("/") else base + postfix
+    if not strip_path:
+        return base if req_uri == "/" else base + req_uri
+    if not postfix:
+        return base + "/" if len(req_uri) > 1 and req_uri.endswith("/") else base
+    return base + postfix if postfix.startswith("/") else base + "/" + postfix
+
+
+def _upstream_uri_v1(base: str, postfix: str, req_uri: str, strip_path: bool) -> str:
+    """Kong's path_handling v1 (traditional router)."""
+    if not strip_path:
+        return base + req_uri[1:]
+    if base.endswith("/") and postfix.startswith("/"):
+        return base[:-1] + postfix
+    return base + postfix

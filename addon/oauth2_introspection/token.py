@@ -106,6 +106,10 @@ def _body_kind(request: http.Request) -> TokenSource | None:
     ctype = request.headers.get("content-type", "").lower()
     if not ctype or request.raw_content is None or len(request.raw_content) > MAX_BODY_BYTES:
         return None
+    # Like Kong, read only bodies sent as they are: decompressing a gzip body
+    # would let a small request inflate past MAX_BODY_BYTES.
+    if request.headers.get("content-encoding", "identity").strip().lower() != "identity":
+        return None
     mime = ctype.split(";", 1)[0].strip()
     if mime == "application/x-www-form-urlencoded":
         return TokenSource.FORM
@@ -128,7 +132,9 @@ def _body_token(request: http.Request) -> FoundToken | None:
         value = _form_value(body.decode("latin-1"), PARAM)
     elif kind is TokenSource.JSON:
         try:
-            doc = json.loads(body)
+            # UTF-8 text only, as remove_json_member() reads it: a token found
+            # in a BOM/UTF-16 body could not be removed for hide_credentials.
+            doc = json.loads(body.decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
             return None  # Kong: an unparsable JSON body has no parameters
         value = doc.get(PARAM) if isinstance(doc, dict) else None
