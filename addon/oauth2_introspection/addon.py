@@ -14,15 +14,19 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.net.http.url import hostport
 from mitmproxy.proxy.mode_specs import ReverseMode
 
-from . import responses
+from . import annotations, responses
 from .cache import IntrospectionCache
+from .cache_options import CacheOptions
 from .decision import Decision, decide
 from .errors import ConfigError
+from .fastpath import ClientURL, append_headers, decision_logging, set_host_header
+from .fastpath import host_header as fast_host_header
 from .headers import strip_spoofable
 from .introspection import ClientPool
 from .policy import Policy, Resolution
 from .routing import upstream_path
 from .state import PolicyState
+from .subflows import Subflows
 from .token import drop_form_field, remove_token
 
 logger = logging.getLogger("oauth2_introspection")
@@ -39,6 +43,15 @@ class OAuth2Introspection:
         self.cache = IntrospectionCache()
         self.clients = state.clients if state else ClientPool()
         self.state = state or PolicyState(self.clients)
+        #: introspection_mode: report mode records decisions without applying them
+        self.report = False
+        #: introspection_subflows: introspection calls shown as their own flows
+        self.subflows = Subflows()
+        #: log allowed decisions (debug level) only when someone shows them
+        self.log_allowed = True
+        #: options introspection_cache_size and introspection_cache_redis_url (not an
+        #: addon of its own: every addon object costs on every event of every flow)
+        self.cache_options = CacheOptions(self)
 
     @property
     def policy(self) -> Policy | None:
@@ -47,12 +60,30 @@ class OAuth2Introspection:
     # -- lifecycle ---------------------------------------------------------------
 
     def load(self, loader: Any) -> None:
+        self.cache_options.load(loader)
         loader.add_option(
             "introspection_config",
             str,
             "",
             "Kong declarative configuration (YAML or JSON, _format_version 3.0) with "
             "oauth2-introspection plugins. Without it every request is refused (503).",
+        )
+        # Both declared as str and parsed in configure(): a typed option that
+        # fails to parse from --set silently disables the addon.
+        loader.add_option(
+            "introspection_mode",
+            str,
+            "enforce",
+            "enforce: refuse and rewrite requests as the policy says. report: forward every "
+            "request exactly as received and only record (flow comment, marker, metadata) what "
+            "enforce mode would have done.",
+        )
+        loader.add_option(
+            "introspection_subflows",
+            str,
+            "true",
+            "Show each introspection call as its own flow (in mitmweb/mitmproxy's view and in "
+            "saved flow files), linked to the flow that caused it (true/false).",
         )
         self._take_over_host_header()
         # httpx logs every call at INFO: one line per introspection drowns the
@@ -62,6 +93,7 @@ class OAuth2Introspection:
 
     def running(self) -> None:
         self._take_over_host_header()
+        self.subflows.refresh()
         if self.policy is None:
             # WARNING, not ERROR: mitmproxy exits on any error logged during
             # startup, and the promise here is to stay up and answer 503.
@@ -71,6 +103,25 @@ class OAuth2Introspection:
             )
 
     def configure(self, updated: set[str]) -> None:
+        if "termlog_verbosity" in updated:
+            self.log_allowed = decision_logging(ctx.options)
+        self.cache_options.configure(updated)
+        if "introspection_mode" in updated:
+            try:
+                mode = annotations.parse_mode(ctx.options.introspection_mode)
+            except ValueError as e:
+                raise exceptions.OptionsError(f"invalid introspection_mode: {e}") from None
+            if (mode == "report") != self.report:
+                logger.info("oauth2-introspection: mode %s", mode)
+            self.report = mode == "report"
+        if "introspection_subflows" in updated:
+            value = str(ctx.options.introspection_subflows).strip().lower()
+            if value not in _BOOLEANS:
+                raise exceptions.OptionsError(
+                    f"invalid introspection_subflows: must be true or false, not {value!r}")
+            self.subflows.wanted = _BOOLEANS[value]
+        if updated & {"introspection_subflows", "save_stream_file"}:
+            self.subflows.refresh()
         if "introspection_config" in updated:
             path = ctx.options.introspection_config
             if not path:
@@ -88,6 +139,7 @@ class OAuth2Introspection:
             )
 
     async def done(self) -> None:
+        await self.cache_options.done()
         await self.clients.aclose()
 
     def _take_over_host_header(self) -> None:
@@ -126,48 +178,103 @@ class OAuth2Introspection:
                              safe_url(flow.request))
             flow.response = responses.internal_error().to_response()
             flow.comment = "oauth2-introspection: 500 internal error (see event log)"
+            flow.marked = annotations.MARKERS["error"]
 
     async def _handle(self, flow: http.HTTPFlow) -> None:
         policy = self.policy
         request = flow.request
+        if policy is None and self.report:
+            self._send_upstream(flow, Resolution(None, None))
+            flow.comment = ("oauth2-introspection: report only: would refuse 503 no policy "
+                            "loaded (forwarded unchanged)")
+            flow.marked = annotations.MARKERS["report_refused"]
+            return
         if policy is None:
             flow.response = responses.no_policy().to_response()
             flow.comment = "oauth2-introspection: 503 no policy loaded"
+            flow.marked = annotations.MARKERS["error"]
             return
-        client_host = request.host_header or request.host
-        client_url = safe_url(request)  # logged as the client sent it, before rewriting
+        host_header = fast_host_header(request)
+        client_host = host_header or request.host
+        # logged as the client sent it, before rewriting (rendered only if logged)
+        client_url = ClientURL(request, host_header)
         resolution = policy.resolve(client_host, request.path, request.method, request.headers)
         route = resolution.route
         meta: dict[str, Any] = {
             "route": route.label if route else None,
             "service": (route.service.name or route.service.id)
             if route and route.service else None,
+            # the request as the client sent it (the path without its query,
+            # which may hold a token): the policy diff routes with these
+            "client_host": client_host,
+            "client_path": request.path.partition("?")[0],
         }
         plugin = resolution.plugin
         decision: Decision | None = None
+        recording = None
         if plugin is not None:
+            if self.report:
+                return await self._report(flow, resolution, meta, client_url)
             meta["removed_headers"] = strip_spoofable(request.headers)
-            decision = await decide(plugin, request, policy.consumers, self.cache, self.clients)
+            recording = self.subflows.begin() if self.subflows.active else None
+            try:
+                decision = await decide(plugin, request, policy.consumers, self.cache,
+                                        self.clients)
+            finally:
+                if recording is not None:
+                    self.subflows.end(recording)
             meta.update(decision.details)
             meta["outcome"] = decision.outcome
             if decision.refusal is not None:
                 flow.response = decision.refusal.to_response()
             else:
-                for name, value in decision.set_headers.items():
-                    request.headers[name] = value
+                # identity headers were all stripped above: appending is enough
+                append_headers(request.headers, decision.set_headers)
                 meta["added_headers"] = sorted(decision.set_headers)
                 if decision.hide is not None:
                     meta["hidden_credentials"] = remove_token(request, decision.hide)
         else:
             meta["outcome"] = "no plugin"
         if flow.response is None:
-            self._send_upstream(flow, resolution)
+            self._send_upstream(flow, resolution, host_header)
         self._annotate(flow, meta, decision, route.label if route else None, client_url)
+        if recording is not None:
+            self.subflows.emit(flow, recording, meta)
 
-    def _send_upstream(self, flow: http.HTTPFlow, resolution: Resolution) -> None:
+    async def _report(
+        self, flow: http.HTTPFlow, resolution: Resolution, meta: dict[str, Any], client_url: str
+    ) -> None:
+        """Report mode: decide, record what enforce mode would do, apply nothing
+        (the request goes upstream as received, routed as usual)."""
+        policy = self.policy
+        assert policy is not None and resolution.plugin is not None
+        request = flow.request
+        removed = spoofable_names(request.headers)
+        recording = self.subflows.begin() if self.subflows.active else None
+        try:
+            decision = await decide(resolution.plugin, request, policy.consumers, self.cache,
+                                    self.clients)
+        finally:
+            if recording is not None:
+                self.subflows.end(recording)
+        meta.update(decision.details)
+        meta["outcome"] = decision.outcome
+        meta["mode"] = "report"
+        annotations.report_details(decision, request, removed, meta)
+        self._send_upstream(flow, resolution)
+        route = resolution.route
+        self._annotate(flow, meta, decision, route.label if route else None, client_url)
+        if recording is not None:
+            self.subflows.emit(flow, recording, meta)
+
+    def _send_upstream(
+        self, flow: http.HTTPFlow, resolution: Resolution, client_host: str | bool | None = False
+    ) -> None:
+        """`client_host`: the client's Host, when the caller read it already."""
         request = flow.request
         route = resolution.route
-        client_host = request.host_header
+        if client_host is False:
+            client_host = fast_host_header(request)
         service = route.service if route else None
         upstream = service.upstream if service else None
         if route is not None:
@@ -189,9 +296,9 @@ class OAuth2Introspection:
             )
         keep_client_host = route.preserve_host if route else bool(_user_keep_host_header)
         if keep_client_host and client_host:
-            request.host_header = client_host
+            set_host_header(request, client_host)
         elif target_host is not None:
-            request.host_header = target_host
+            set_host_header(request, target_host)
 
     def _annotate(
         self, flow: http.HTTPFlow, meta: dict[str, Any], decision: Decision | None,
@@ -201,16 +308,33 @@ class OAuth2Introspection:
         where = f"route {route}" if route else "no route"
         if decision is None:
             return
-        flow.comment = f"oauth2-introspection [{where}, {meta.get('plugin')}]: {decision.summary}"
-        token = meta.get("token_id")
-        line = (f"{flow.request.method} {client_url} [{where}]: {decision.summary}"
-                + (f" token={token}" if token else ""))
-        if decision.outcome in ("allowed", "preflight"):
-            logger.debug(line)
+        report = meta.get("mode") == "report"
+        summary = annotations.summary_for(decision, report) if report else decision.summary
+        flow.comment = f"oauth2-introspection [{where}, {meta.get('plugin')}]: {summary}"
+        flow.marked = annotations.marker_for(decision, report)
+        if report:
+            level = logging.INFO
+        elif decision.outcome in ("allowed", "preflight"):
+            if not self.log_allowed:  # see fastpath.decision_logging
+                return
+            level = logging.DEBUG
         elif decision.refusal is not None and decision.refusal.status >= 500:
-            logger.warning(line)
+            level = logging.WARNING
         else:
-            logger.info(line)
+            level = logging.INFO
+        token = meta.get("token_id")
+        logger.log(level, f"{flow.request.method} {client_url} [{where}]: {summary}"
+                   + (f" token={token}" if token else ""))
+
+
+_BOOLEANS = {"true": True, "on": True, "yes": True, "1": True,
+             "false": False, "off": False, "no": False, "0": False}
+
+
+def spoofable_names(headers: http.Headers) -> list[str]:
+    """The identity headers a client sent (strip_spoofable() without removing)."""
+    return [name for name in headers
+            if name.lower().startswith(("x-consumer-", "x-credential-", "x-anonymous-consumer"))]
 
 
 def safe_url(request: http.Request) -> str:

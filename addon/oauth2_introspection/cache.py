@@ -9,30 +9,64 @@
 - Concurrent misses for one key share a single call.
 - Entries are stamped with their store time, so a plugin with a shorter `ttl`
   reading an entry stored by a plugin with a longer one still honours its own.
+- Bounded by entry count (`maxsize`, option `introspection_cache_size`), least
+  recently used first out; an entry keeps the answer as compact JSON bytes
+  (about 0.6 kB an entry in all), and the few thousand most recently used
+  answers are also kept decoded, so a hit parses nothing.
+- An optional second level (`l2`, redis_cache.RedisL2) is shared by several
+  proxies: a miss asks it before calling the endpoint, a fresh answer is
+  written to it; it never fails a request (see redis_cache.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from cachetools import TLRUCache
+from cachetools import LRUCache, TLRUCache
 
 from .introspection import IntrospectionResult
 
 NEGATIVE_TTL = 5.0
 DEFAULT_MAXSIZE = 100_000
+#: decoded answers kept beside the compact ones (the hot set: no JSON parsing)
+DECODED_MAXSIZE = 4096
 
 
-@dataclass(frozen=True)
 class CacheEntry:
-    result: IntrospectionResult
-    stored_at: float
-    expires_at: float
+    """One cached answer. The claims are kept as compact JSON bytes (a decoded
+    dict costs about three times the memory); `result` decodes them."""
+
+    __slots__ = ("active", "expires_at", "raw", "stored_at")
+
+    def __init__(self, result: IntrospectionResult | None, stored_at: float, expires_at: float,
+                 raw: bytes | None = None) -> None:
+        if raw is None:
+            assert result is not None
+            raw = encode_claims(result.claims)
+        self.raw = raw
+        self.active = result.active if result is not None else _raw_active(raw)
+        self.stored_at = stored_at
+        self.expires_at = expires_at
+
+    @property
+    def result(self) -> IntrospectionResult:
+        return IntrospectionResult(active=self.active, claims=json.loads(self.raw))
+
+
+def encode_claims(claims: Any) -> bytes:
+    return json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _raw_active(raw: bytes) -> bool:
+    doc = json.loads(raw)
+    return isinstance(doc, dict) and doc.get("active") is True
 
 
 @dataclass(frozen=True)
@@ -43,6 +77,11 @@ class Lookup:
     remaining: float | None
     #: this request waited for another request's call (single-flight)
     shared: bool = False
+    #: the answer came from the shared second level (Redis), not the endpoint
+    l2: bool = False
+    #: on a hit: a dict living as long as the decoded answer, to memoise what
+    #: is derived from it (e.g. the credential headers of a plugin)
+    memo: dict[Any, Any] | None = None
 
 
 def make_key(prefix: bytes, token: str, extra: str = "") -> str:
@@ -70,10 +109,30 @@ class IntrospectionCache:
     ) -> None:
         self._clock = clock
         self._wallclock = wallclock
-        self._entries: TLRUCache[str, CacheEntry] = TLRUCache(
-            maxsize=maxsize, ttu=lambda _k, entry, _now: entry.expires_at, timer=clock
-        )
-        self._inflight: dict[str, asyncio.Future[IntrospectionResult]] = {}
+        self._entries: TLRUCache[str, CacheEntry] = self._new_store(maxsize)
+        self._decoded: LRUCache[str, tuple[CacheEntry, IntrospectionResult, dict[Any, Any]]] = (
+            LRUCache(min(maxsize, DECODED_MAXSIZE)))
+        self._inflight: dict[str, asyncio.Future[tuple[IntrospectionResult, bool]]] = {}
+        #: optional shared second level (redis_cache.RedisL2)
+        self.l2: Any = None
+
+    def _new_store(self, maxsize: int) -> TLRUCache[str, CacheEntry]:
+        return TLRUCache(maxsize=maxsize, ttu=lambda _k, entry, _now: entry.expires_at,
+                         timer=self._clock)
+
+    @property
+    def maxsize(self) -> int:
+        return int(self._entries.maxsize)
+
+    def resize(self, maxsize: int) -> None:
+        """Change the entry bound, keeping entries up to the new size."""
+        if maxsize == self.maxsize:
+            return
+        old, self._entries = self._entries, self._new_store(maxsize)
+        self._decoded = LRUCache(min(maxsize, DECODED_MAXSIZE))
+        old.expire()
+        for key, entry in list(old.items())[-maxsize:]:
+            self._entries[key] = entry
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -83,10 +142,16 @@ class IntrospectionCache:
         return iter(list(self._entries.items()))
 
     def flush(self, key: str | None = None) -> int:
+        """Drop every answer, or one key's; the shared second level (if any)
+        drops them too, for this configuration's plugins (in the background)."""
+        if self.l2 is not None:
+            self.l2.flush_soon(key)
         if key is None:
             n = len(self._entries)
             self._entries.clear()
+            self._decoded.clear()
             return n
+        self._decoded.pop(key, None)
         return 1 if self._entries.pop(key, None) is not None else 0
 
     def lifetime(self, result: IntrospectionResult, ttl: float) -> float:
@@ -103,13 +168,24 @@ class IntrospectionCache:
         if entry is None:
             return None
         now = self._clock()
-        until = min(entry.expires_at, entry.stored_at + ttl_cap(entry.result.active, ttl))
+        until = min(entry.expires_at, entry.stored_at + ttl_cap(entry.active, ttl))
         if now >= until:
             return None
         return entry, until - now
 
+    def decoded(self, key: str, entry: CacheEntry) -> tuple[IntrospectionResult, dict[Any, Any]]:
+        """The entry's answer, decoded once while it stays in the hot set, and a
+        memo dict that lives as long (for values derived from the answer)."""
+        hot = self._decoded.get(key)
+        if hot is not None and hot[0] is entry:
+            return hot[1], hot[2]
+        result, memo = entry.result, {}
+        self._decoded[key] = (entry, result, memo)
+        return result, memo
+
     def put(self, key: str, result: IntrospectionResult, ttl: float) -> float | None:
         life = self.lifetime(result, ttl)
+        self._decoded.pop(key, None)
         if life <= 0:
             self._entries.pop(key, None)
             return None
@@ -117,32 +193,61 @@ class IntrospectionCache:
         self._entries[key] = CacheEntry(result, now, now + life)
         return life
 
+    def put_shared(self, key: str, raw: bytes, stored_wall: float, expires_wall: float) -> None:
+        """Store an answer read from the second level (times are wall clock)."""
+        wall, now = self._wallclock(), self._clock()
+        if expires_wall <= wall:
+            return
+        self._decoded.pop(key, None)
+        self._entries[key] = CacheEntry(None, now - max(0.0, wall - stored_wall),
+                                        now + (expires_wall - wall), raw=raw)
+
     async def lookup(
-        self, key: str, ttl: float, fetch: Callable[[], Awaitable[IntrospectionResult]]
+        self, key: str, ttl: float, fetch: Callable[[], Awaitable[IntrospectionResult]],
+        scope: bytes = b"",
     ) -> Lookup:
+        """`scope` (the plugin's key prefix) names the second-level entries a
+        flush of this configuration removes."""
         cached = self.get(key, ttl)
         if cached is not None:
             entry, left = cached
-            return Lookup(entry.result, hit=True, remaining=left)
+            result, memo = self.decoded(key, entry)
+            return Lookup(result, hit=True, remaining=left, memo=memo)
         future = self._inflight.get(key)
         shared = future is not None
         if future is None:
-            future = asyncio.ensure_future(self._fetch_and_store(key, ttl, fetch))
+            future = asyncio.ensure_future(self._fetch_and_store(key, ttl, fetch, scope))
             self._inflight[key] = future
             future.add_done_callback(lambda f: self._done(key, f))
         # shield: a client that hangs up must not cancel the call others await.
-        result = await asyncio.shield(future)
+        result, from_l2 = await asyncio.shield(future)
         cached = self.get(key, ttl)
-        return Lookup(result, hit=False, remaining=cached[1] if cached else None, shared=shared)
+        return Lookup(result, hit=from_l2, remaining=cached[1] if cached else None,
+                      shared=shared, l2=from_l2)
 
     async def _fetch_and_store(
-        self, key: str, ttl: float, fetch: Callable[[], Awaitable[IntrospectionResult]]
-    ) -> IntrospectionResult:
+        self, key: str, ttl: float, fetch: Callable[[], Awaitable[IntrospectionResult]],
+        scope: bytes = b"",
+    ) -> tuple[IntrospectionResult, bool]:
+        l2 = self.l2
+        if l2 is not None:
+            shared = await l2.get(scope, key)  # never raises; None when down or absent
+            if shared is not None:
+                raw, stored_wall, expires_wall = shared
+                self.put_shared(key, raw, stored_wall, expires_wall)
+                cached = self.get(key, ttl)
+                if cached is not None:
+                    return self.decoded(key, cached[0])[0], True
         result = await fetch()
-        self.put(key, result, ttl)
-        return result
+        life = self.put(key, result, ttl)
+        if l2 is not None and life is not None:
+            entry = self._entries.get(key)
+            if entry is not None:
+                wall = self._wallclock()
+                await l2.put(scope, key, entry.raw, wall, wall + life)
+        return result, False
 
-    def _done(self, key: str, future: asyncio.Future[IntrospectionResult]) -> None:
+    def _done(self, key: str, future: asyncio.Future[tuple[IntrospectionResult, bool]]) -> None:
         if self._inflight.get(key) is future:
             del self._inflight[key]
         if not future.cancelled():

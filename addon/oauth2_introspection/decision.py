@@ -91,7 +91,7 @@ async def decide(
         )
 
     try:
-        lookup = await cache.lookup(key, cfg.ttl, fetch)
+        lookup = await cache.lookup(key, cfg.ttl, fetch, scope=plugin.key_prefix)
     except IntrospectionError as e:
         details["introspection_error"] = e.reason
         details["introspection_error_detail"] = str(e)
@@ -104,7 +104,14 @@ async def decide(
                         details)
 
     claims = lookup.result.claims
-    headers, dropped = credential_headers(claims, cfg.custom_claims_forward)
+    # A cached answer's headers are worked out once per plugin setting (memo).
+    memo_key = ("credential_headers", *cfg.custom_claims_forward)
+    memoised = lookup.memo.get(memo_key) if lookup.memo is not None else None
+    if memoised is None:
+        memoised = credential_headers(claims, cfg.custom_claims_forward)
+        if lookup.memo is not None:
+            lookup.memo[memo_key] = memoised
+    headers, dropped = dict(memoised[0]), memoised[1]
     if dropped:
         logger.warning(
             "%s: dropped claim(s) %s for token %s: value contains CR, LF, NUL or another "

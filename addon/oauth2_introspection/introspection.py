@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +30,12 @@ logger = logging.getLogger(__name__)
 
 MAX_ANSWER_BYTES = 1024 * 1024
 USER_AGENT = "mitmproxy-oauth2-introspection"
+
+#: Set (per flow) by the addon when introspection calls are shown as their own
+#: flows (subflows.py): `recorder(req, response_or_None, body, error_or_None)`
+#: is called once a call ends. Unset, a call costs one ContextVar lookup.
+call_recorder: ContextVar[Any] = ContextVar("oauth2_introspection_call_recorder",
+                                            default=None)
 
 
 @dataclass(frozen=True)
@@ -101,13 +108,17 @@ async def introspect(client: httpx.AsyncClient, req: IntrospectionRequest) -> In
     }
     timeout_s = req.timeout_ms / 1000
     started = time.perf_counter()
+    record = call_recorder.get()
+    resp = None
+    body = b""
     try:
         async with asyncio.timeout(timeout_s):
             async with client.stream(
                 "POST", req.url, data=form, headers=headers, timeout=timeout_s
             ) as resp:
                 if resp.status_code != 200:
-                    snippet = (await _read_capped(resp))[:200]
+                    body = await _read_capped(resp)
+                    snippet = body[:200]
                     logger.warning(
                         "introspection endpoint %s answered HTTP %d: %r",
                         req.url, resp.status_code, snippet,
@@ -116,11 +127,23 @@ async def introspect(client: httpx.AsyncClient, req: IntrospectionRequest) -> In
                 body = await _read_capped(resp)
     except (TimeoutError, httpx.TimeoutException):
         logger.warning("introspection call to %s timed out after %d ms", req.url, req.timeout_ms)
-        raise IntrospectionTimeout(f"no answer within {req.timeout_ms} ms") from None
+        err = IntrospectionTimeout(f"no answer within {req.timeout_ms} ms")
+        if record is not None:
+            record(req, resp, body, err)
+        raise err from None
     except httpx.HTTPError as e:
         logger.warning("introspection endpoint %s unreachable: %s: %s",
                        req.url, e.__class__.__name__, e)
-        raise IntrospectionUnreachable(f"{e.__class__.__name__}: {e}") from None
+        err = IntrospectionUnreachable(f"{e.__class__.__name__}: {e}")
+        if record is not None:
+            record(req, resp, body, err)
+        raise err from None
+    except Exception as e:
+        if record is not None:
+            record(req, resp, body, e)
+        raise
+    if record is not None:
+        record(req, resp, body, None)
     latency_ms = (time.perf_counter() - started) * 1000
     return parse_answer(body, req.url, latency_ms)
 

@@ -43,6 +43,11 @@ def load_file(path: str | Path) -> DeclarativeConfig:
 
 
 def load_text(text: str, source: str = "<config>") -> DeclarativeConfig:
+    # Kubernetes manifests (KongPlugin, Service, Ingress, ...): see kubernetes.py
+    from .kubernetes import load_kubernetes, looks_like_kubernetes
+
+    if looks_like_kubernetes(text):
+        return load_kubernetes(text, source)
     data = parse_document(text, source)
     return validate_data(data, source, text)
 

@@ -20,6 +20,8 @@ from urllib.parse import unquote_plus
 
 from mitmproxy import http
 
+from .fastpath import header
+
 PARAM = "access_token"
 MAX_BODY_BYTES = 1024 * 1024
 _JSON_WS = re.compile(r"[ \t\n\r]*")
@@ -43,7 +45,7 @@ def find_token(request: http.Request) -> FoundToken | None:
     found = _body_token(request) or _query_token(request.path)
     if found:
         return found
-    auth = request.headers.get("authorization")
+    auth = header(request.headers, b"authorization")
     if auth:
         parts = auth.split()
         if len(parts) == 2 and parts[0].lower() in ("bearer", "token"):
@@ -103,8 +105,12 @@ def _query_token(path: str) -> FoundToken | None:
 
 
 def _body_kind(request: http.Request) -> TokenSource | None:
+    # Most requests have no body: decide that before any header lookup.
+    raw = request.raw_content
+    if not raw or len(raw) > MAX_BODY_BYTES:
+        return None
     ctype = request.headers.get("content-type", "").lower()
-    if not ctype or request.raw_content is None or len(request.raw_content) > MAX_BODY_BYTES:
+    if not ctype:
         return None
     # Like Kong, read only bodies sent as they are: decompressing a gzip body
     # would let a small request inflate past MAX_BODY_BYTES.

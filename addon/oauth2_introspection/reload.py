@@ -1,0 +1,163 @@
+"""Live reload: the `introspection_config` file is watched while mitmproxy runs.
+
+A change that validates replaces the configuration through
+`PolicyState.apply()` (one assignment between requests: a request sees the old
+policy or the new one). A change that does not validate keeps the last good
+configuration in force, logs every problem (file, line, field), and marks
+every following flow with a warning (`flow.comment`, and
+`flow.metadata["oauth2_introspection"]["config_warning"]`) until the file is
+fixed, so that it shows in mitmweb next to the requests it affects.
+
+Watching is polling (stat, then a hash when size or mtime moved): no extra
+dependency, works the same on every platform and on network filesystems.
+Option `introspection_watch` (`true`/`false`, default true) turns it off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+from typing import Any
+
+from mitmproxy import ctx, exceptions, http
+
+from .errors import ConfigError
+from .state import PolicyState
+
+logger = logging.getLogger("oauth2_introspection.reload")
+
+METADATA_KEY = "oauth2_introspection"
+POLL_INTERVAL = 0.25
+
+
+def parse_bool(name: str, value: str) -> bool:
+    low = value.strip().lower()
+    if low in ("true", "1", "yes", "on"):
+        return True
+    if low in ("false", "0", "no", "off"):
+        return False
+    raise exceptions.OptionsError(f"{name}: expected true or false, got {value!r}")
+
+
+def _fingerprint(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def _digest(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
+class ConfigWatcher:
+    def __init__(self, core: Any, interval: float = POLL_INTERVAL) -> None:
+        self.state: PolicyState = core.state
+        self.interval = interval
+        self.enabled = True
+        self.path = ""
+        self._stat: tuple[int, int] | None = None
+        self._digest: str | None = None
+        #: the last failed reload, shown on flows until a good one
+        self.warning: str | None = None
+        self.problems: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def load(self, loader: Any) -> None:
+        loader.add_option(
+            "introspection_watch", str, "true",
+            "Reload introspection_config when the file changes (true/false). An invalid "
+            "change keeps the last good configuration and marks the following flows.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "introspection_watch" in updated:
+            self.enabled = parse_bool("introspection_watch", ctx.options.introspection_watch)
+        if "introspection_config" in updated:
+            # the core addon has just loaded it (or refused it): start from here
+            self.path = ctx.options.introspection_config
+            self._baseline()
+            self.warning, self.problems = None, []
+
+    def _baseline(self) -> None:
+        self._stat = _fingerprint(self.path) if self.path else None
+        self._digest = _digest(self.path) if self.path else None
+
+    def running(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    async def done(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            if not (self.enabled and self.path):
+                continue
+            try:
+                self.check()
+            except Exception:  # never let the watcher die silently
+                logger.exception("oauth2-introspection: error while checking %s", self.path)
+
+    def check(self) -> bool:
+        """Reload if the file changed; True when a reload was attempted."""
+        stat = _fingerprint(self.path)
+        if stat is None or stat == self._stat:
+            return False
+        digest = _digest(self.path)
+        self._stat = stat
+        if digest is None or digest == self._digest:
+            return False
+        self._digest = digest
+        self.reload()
+        return True
+
+    def reload(self) -> None:
+        previous_source = self.state.source
+        try:
+            policy = self.state.load_file(self.path)
+        except ConfigError as e:
+            self.problems = e.problems
+            self.warning = (f"config reload failed, previous configuration still in force: "
+                            f"{e.problems[0]}"
+                            + (f" (and {len(e.problems) - 1} more)" if len(e.problems) > 1
+                               else ""))
+            logger.error("oauth2-introspection: %s changed but is invalid; keeping the previous "
+                         "configuration:", self.path)
+            for line in e.problems:
+                logger.error("oauth2-introspection:   %s", line)
+            return
+        self.warning, self.problems = None, []
+        if previous_source not in (None, self.path):
+            logger.warning("oauth2-introspection: %s changed: it replaces the configuration "
+                           "from %s (Admin API changes)", self.path, previous_source)
+        logger.info(
+            "oauth2-introspection: reloaded %s (%d route(s), %d plugin(s), %d consumer(s))",
+            self.path, len(policy.router), len(policy.plugins), len(policy.consumers),
+        )
+
+    # -- flows --------------------------------------------------------------------
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if self.warning is None:
+            return
+        meta = flow.metadata.get(METADATA_KEY)
+        if not isinstance(meta, dict):
+            meta = flow.metadata[METADATA_KEY] = {}
+        meta["config_warning"] = self.warning
+        meta["config_problems"] = list(self.problems)
+        note = f"⚠ oauth2-introspection: {self.warning}"
+        flow.comment = f"{flow.comment}\n{note}" if flow.comment else note

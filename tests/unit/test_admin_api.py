@@ -1,0 +1,320 @@
+"""The Admin API's endpoints, called as a function (no sockets): Kong's status
+codes and bodies, every change validated whole and applied through
+PolicyState, the JSON schema from the model."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+import yaml
+
+from oauth2_introspection.admin.api import AdminAPI
+from oauth2_introspection.config import DeclarativeConfig
+from oauth2_introspection.export import plugin_schema
+from oauth2_introspection.introspection import ClientPool
+from oauth2_introspection.loader import load_text
+from oauth2_introspection.state import PolicyState
+
+FORM = "application/x-www-form-urlencoded"
+AUTH = "Basic MG9hNWlpbjpPcGVuU2VzYW1l"
+SEED_FORM = [
+    ("name", "oauth2-introspection"),
+    ("config.introspection_url", "https://example-url.com"),
+    ("config.authorization_value", AUTH),
+    ("config.consumer_by", "username"),
+]
+
+BASE = """
+_format_version: "3.0"
+services:
+  - name: echo
+    routes:
+      - name: api
+        paths: [/api]
+consumers:
+  - username: alice
+"""
+
+
+class Api:
+    def __init__(self, text: str = BASE) -> None:
+        self.state = PolicyState(ClientPool())
+        self.state.apply(load_text(text, "base.yaml"), "base.yaml")
+        self.commits: list[tuple[DeclarativeConfig, str]] = []
+
+        def commit(config: DeclarativeConfig, what: str) -> None:
+            self.commits.append((config, what))
+            self.state.apply(config, source="admin")
+
+        self.api = AdminAPI(self.state, commit)
+
+    def call(self, method: str, path: str, form: Any = None, json_body: Any = None,
+             query: str = "", ctype: str | None = None, raw: bytes | None = None):
+        if raw is not None:
+            body = raw
+        elif json_body is not None:
+            body, ctype = json.dumps(json_body).encode(), ctype or "application/json"
+        elif form is not None:
+            body, ctype = urlencode(form).encode(), ctype or FORM
+        else:
+            body = b""
+        resp = self.api.handle(method, path, query, ctype or "", body)
+        payload = resp.payload()
+        try:
+            data = json.loads(payload) if payload else None
+        except ValueError:
+            data = payload.decode()
+        return resp.status, data
+
+
+@pytest.fixture
+def api() -> Api:
+    return Api()
+
+
+def _plugin_of(state: PolicyState, route_path: str = "/api"):
+    return state.policy.resolve("x", route_path, "GET").plugin
+
+
+@pytest.mark.parametrize("path", ["/services/echo/plugins", "/routes/api/plugins", "/plugins",
+                                  "/plugins/"])
+def test_the_seeds_form_creates_a_plugin_that_applies_to_the_next_request(api, path):
+    status, body = api.call("POST", path, form=SEED_FORM)
+    assert status == 201, body
+    assert body["name"] == "oauth2-introspection"
+    assert body["config"]["introspection_url"] == "https://example-url.com"
+    assert body["config"]["ttl"] == 30  # Kong's defaults are filled in
+    plugin = _plugin_of(api.state)
+    assert plugin is not None and plugin.id == body["id"]
+
+
+def test_plugin_on_a_service_by_id_is_scoped_to_that_service(api):
+    _, svc = api.call("GET", "/services/echo")
+    status, body = api.call("POST", f"/services/{svc['id']}/plugins", form=SEED_FORM)
+    assert status == 201
+    assert body["service"] == {"id": svc["id"]} and body["route"] is None
+
+
+def test_top_level_plugins_endpoint_takes_service_name_and_route_id(api):
+    _, route = api.call("GET", "/routes/api")
+    status, body = api.call("POST", "/plugins", form=[*SEED_FORM, ("route.id", route["id"])])
+    assert status == 201 and body["route"] == {"id": route["id"]}
+    status, body = api.call("POST", "/plugins", form=[*SEED_FORM, ("service.name", "echo")])
+    assert status == 201 and body["service"]["id"]
+
+
+def test_repeated_and_bracketed_set_fields_and_json_bodies_are_accepted(api):
+    status, body = api.call("POST", "/plugins", form=[
+        *SEED_FORM, ("config.custom_claims_forward", "email"),
+        ("config.custom_claims_forward[]", "groups"), ("config.ttl", "5")])
+    assert status == 201
+    assert body["config"]["custom_claims_forward"] == ["email", "groups"]
+    assert body["config"]["ttl"] == 5
+    api.call("DELETE", f"/plugins/{body['id']}")
+    status, body = api.call("POST", "/plugins", json_body={
+        "name": "oauth2-introspection",
+        "config": {"introspection_url": "https://idp/i", "authorization_value": AUTH,
+                   "custom_claims_forward": ["a"]}})
+    assert status == 201 and body["config"]["custom_claims_forward"] == ["a"]
+
+
+def test_missing_and_invalid_fields_answer_400_naming_each_field(api):
+    status, body = api.call("POST", "/plugins", form=[
+        ("name", "oauth2-introspection"), ("config.ttl", "-1"),
+        ("config.consumer_by", "email"), ("config.authorization_value", AUTH)])
+    assert status == 400
+    assert body["name"] == "schema violation" and body["code"] == 2
+    fields = body["fields"]["config"]
+    assert fields["introspection_url"] == "required field missing"
+    assert "ttl" in fields and "consumer_by" in fields
+    assert "config.ttl" in body["message"]
+    assert api.commits == []  # nothing applied
+
+
+def test_json_field_of_the_wrong_type_answers_400(api):
+    status, body = api.call("POST", "/plugins", json_body={
+        "name": "oauth2-introspection",
+        "config": {"introspection_url": "https://idp/i", "authorization_value": AUTH,
+                   "ttl": "30"}})
+    assert status == 400 and "ttl" in body["fields"]["config"]
+
+
+def test_another_plugin_name_answers_400_on_the_name_field(api):
+    status, body = api.call("POST", "/plugins", form=[("name", "key-auth")])
+    assert status == 400 and "key-auth" in body["fields"]["name"]
+
+
+def test_unknown_parent_answers_404_and_unknown_reference_answers_400(api):
+    assert api.call("POST", "/services/nope/plugins", form=SEED_FORM)[0] == 404
+    assert api.call("POST", "/routes/nope/plugins", form=SEED_FORM)[0] == 404
+    status, body = api.call("POST", "/plugins", form=[*SEED_FORM, ("service.name", "nope")])
+    assert status == 400 and body["name"] == "foreign key violation"
+    assert body["fields"] == {"service": {"name": "nope"}}
+
+
+def test_a_second_plugin_on_the_same_scope_answers_409(api):
+    assert api.call("POST", "/services/echo/plugins", form=SEED_FORM)[0] == 201
+    status, body = api.call("POST", "/services/echo/plugins", form=SEED_FORM)
+    assert status == 409 and body["name"] == "unique constraint violation"
+
+
+def test_plugin_get_patch_delete_by_id(api):
+    _, created = api.call("POST", "/plugins", form=SEED_FORM)
+    pid = created["id"]
+    status, got = api.call("GET", f"/plugins/{pid}")
+    assert status == 200 and got == created
+    status, patched = api.call("PATCH", f"/plugins/{pid}", form=[("config.ttl", "9")])
+    assert status == 200
+    assert patched["config"]["ttl"] == 9
+    assert patched["config"]["introspection_url"] == "https://example-url.com"  # merged
+    assert api.state.policy.global_plugin.config.ttl == 9
+    status, listed = api.call("GET", "/plugins")
+    assert status == 200 and [p["id"] for p in listed["data"]] == [pid]
+    assert listed["next"] is None
+    assert api.call("DELETE", f"/plugins/{pid}") == (204, None)
+    assert api.state.policy.global_plugin is None
+    assert api.call("GET", f"/plugins/{pid}")[0] == 404
+    assert api.call("PATCH", f"/plugins/{pid}", form=[("config.ttl", "1")])[0] == 404
+    assert api.call("DELETE", f"/plugins/{pid}")[0] == 204  # Kong: idempotent
+
+
+def test_invalid_patch_answers_400_and_keeps_the_plugin(api):
+    _, created = api.call("POST", "/plugins", form=SEED_FORM)
+    status, body = api.call("PATCH", f"/plugins/{created['id']}",
+                            form=[("config.timeout", "soon")])
+    assert status == 400 and "timeout" in body["fields"]["config"]
+    assert api.state.policy.global_plugin.config.timeout == 10000
+
+
+def test_services_crud_with_kong_codes(api):
+    status, svc = api.call("POST", "/services", form=[("name", "billing"),
+                                                      ("url", "http://127.0.0.1:9/x")])
+    assert status == 201 and svc["url"] == "http://127.0.0.1:9/x"
+    assert api.call("POST", "/services", form=[("name", "billing")])[0] == 409
+    status, body = api.call("POST", "/services", form=[("name", "bad"), ("url", "ftp://x")])
+    assert status == 400 and "url" in body["fields"]
+    status, svc2 = api.call("PATCH", "/services/billing", form=[("host", "example.com")])
+    assert status == 200 and svc2["host"] == "example.com" and svc2["url"] is None
+    assert api.call("GET", f"/services/{svc['id']}")[1]["name"] == "billing"
+    assert {s["name"] for s in api.call("GET", "/services")[1]["data"]} == {"echo", "billing"}
+    assert api.call("DELETE", "/services/billing")[0] == 204
+    assert api.call("GET", "/services/billing")[0] == 404
+
+
+def test_deleting_a_service_that_has_routes_answers_400(api):
+    status, body = api.call("DELETE", "/services/echo")
+    assert status == 400 and body["fields"] == {"@referenced_by": "routes"}
+
+
+def test_routes_crud_and_routes_of_a_service(api):
+    status, route = api.call("POST", "/services/echo/routes",
+                             form=[("name", "v2"), ("paths[]", "/v2"), ("hosts", "a.test")])
+    assert status == 201 and route["paths"] == ["/v2"] and route["hosts"] == ["a.test"]
+    assert api.state.policy.resolve("a.test", "/v2/x", "GET").route.name == "v2"
+    assert api.call("POST", "/routes", form=[("name", "v2"), ("paths", "/z")])[0] == 409
+    status, body = api.call("POST", "/routes", form=[("name", "empty")])
+    assert status == 400 and body["fields"]["@entity"]
+    names = [r["name"] for r in api.call("GET", "/services/echo/routes")[1]["data"]]
+    assert names == ["api", "v2"]
+    assert api.call("PATCH", "/routes/v2", json_body={"strip_path": False})[1][
+        "strip_path"] is False
+    api.call("POST", "/routes/v2/plugins", form=SEED_FORM)
+    assert len(api.call("GET", "/routes/v2/plugins")[1]["data"]) == 1
+    assert api.call("DELETE", "/routes/v2")[0] == 204
+    assert api.call("GET", "/plugins")[1]["data"] == []  # the route's plugins went with it
+
+
+def test_consumers_crud_with_unique_username_and_custom_id(api):
+    status, bob = api.call("POST", "/consumers", form=[("username", "bob"),
+                                                       ("custom_id", "b-1")])
+    assert status == 201 and bob["username"] == "bob" and bob["id"]
+    assert api.call("POST", "/consumers", form=[("username", "bob")])[0] == 409
+    status, body = api.call("POST", "/consumers", form=[("custom_id", "b-1")])
+    assert status == 409 and body["fields"] == {"custom_id": "b-1"}
+    assert api.call("POST", "/consumers", form=[("tags", "x")])[0] == 400
+    assert api.state.policy.consumers.for_claims("username", {"username": "bob"}).id == bob["id"]
+    assert api.call("GET", "/consumers/bob")[1]["id"] == bob["id"]
+    assert api.call("PATCH", f"/consumers/{bob['id']}", form=[("username", "robert")])[0] == 200
+    assert api.state.policy.consumers.for_claims("username", {"username": "robert"})
+    assert api.call("DELETE", "/consumers/robert")[0] == 204
+    assert api.state.policy.consumers.for_claims("username", {"username": "robert"}) is None
+    assert api.call("GET", "/consumers/robert")[0] == 404
+
+
+def test_unknown_path_is_404_and_wrong_method_is_405(api):
+    assert api.call("GET", "/upstreams") == (404, {"message": "Not found"})
+    assert api.call("GET", "/services/echo/nothing")[0] == 404
+    assert api.call("PUT", "/plugins")[0] == 405
+    assert api.call("DELETE", "/config")[0] == 405
+
+
+def test_ids_of_entities_without_ids_in_the_file_stay_the_same_across_changes(api):
+    before = api.call("GET", "/routes/api")[1]["id"]
+    api.call("POST", "/consumers", form=[("username", "carol")])
+    assert api.call("GET", "/routes/api")[1]["id"] == before
+    assert api.state.policy.resolve("x", "/api", "GET").route.id == before
+
+
+def test_get_config_returns_the_configuration_in_force_as_yaml_and_json(api):
+    status, text = api.call("GET", "/config")
+    assert status == 200 and yaml.safe_load(text)["services"][0]["name"] == "echo"
+    status, data = api.call("GET", "/config", query="format=json")
+    assert data["consumers"] == [{"username": "alice"}]
+
+
+def test_post_config_replaces_everything_atomically(api):
+    doc = {"_format_version": "3.0", "consumers": [{"username": "zed"}],
+           "plugins": [{"name": "oauth2-introspection",
+                        "config": {"introspection_url": "https://i/x",
+                                   "authorization_value": AUTH}}]}
+    status, body = api.call("POST", "/config", raw=yaml.safe_dump(doc).encode(),
+                            ctype="application/yaml")
+    assert status == 201, body
+    assert api.state.policy.resolve("x", "/api", "GET").route is None
+    assert api.state.policy.global_plugin is not None
+    status, _ = api.call("POST", "/config", json_body=doc)
+    assert status == 201
+    assert api.call("POST", "/config", json_body=doc, query="check_hash=1")[0] == 304
+    status, _ = api.call("POST", "/config", form=[("config", yaml.safe_dump(doc))])
+    assert status == 201
+
+
+def test_post_config_with_an_invalid_document_answers_400_and_changes_nothing(api):
+    generation = api.state.generation
+    doc = {"_format_version": "3.0", "plugins": [{"name": "oauth2-introspection",
+                                                  "config": {"ttl": -1}}]}
+    status, body = api.call("POST", "/config", json_body=doc)
+    assert status == 400
+    assert body["name"] == "invalid declarative configuration"
+    assert "plugins[0].config.ttl" in body["message"]
+    assert "ttl" in body["fields"]["plugins"]["config"]
+    assert api.state.generation == generation
+
+
+def test_plugin_schema_endpoint_serves_the_schema_generated_from_the_model(api):
+    status, body = api.call("GET", "/schemas/plugins/oauth2-introspection")
+    assert status == 200 and body == plugin_schema()
+    assert "introspection_url" in body["required"]
+    assert body["properties"]["ttl"]["default"] == 30
+
+
+def test_plugin_validate_endpoint_checks_without_changing_anything(api):
+    status, body = api.call("POST", "/schemas/plugins/validate", form=SEED_FORM)
+    assert (status, body) == (200, {"message": "schema validation successful"})
+    status, body = api.call("POST", "/schemas/plugins/validate",
+                            form=[("name", "oauth2-introspection"), ("config.ttl", "x")])
+    assert status == 400 and "ttl" in body["fields"]["config"]
+    assert api.commits == []
+
+
+def test_bad_json_body_answers_400(api):
+    status, body = api.call("POST", "/consumers", raw=b"{", ctype="application/json")
+    assert status == 400 and "JSON" in body["message"]
+
+
+def test_root_answers_with_node_information(api):
+    status, body = api.call("GET", "/")
+    assert status == 200 and body["configuration"]["database"] == "off"

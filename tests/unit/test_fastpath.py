@@ -1,0 +1,89 @@
+"""The hot-path helpers behave exactly like the mitmproxy calls they replace."""
+
+from __future__ import annotations
+
+import pytest
+from mitmproxy import http
+from mitmproxy.test import tutils
+
+from oauth2_introspection.addon import safe_url
+from oauth2_introspection.fastpath import (
+    ClientURL,
+    append_headers,
+    decision_logging,
+    header,
+    host_header,
+    set_host_header,
+)
+from oauth2_introspection.headers import strip_spoofable
+
+
+def _req(*fields: tuple[bytes, bytes], path: bytes = b"/p?q=1",
+         version: bytes = b"HTTP/1.1") -> http.Request:
+    return tutils.treq(headers=fields, path=path, http_version=version, content=b"")
+
+
+@pytest.mark.parametrize("fields", [
+    (),
+    ((b"Host", b"a.test"),),
+    ((b"host", b"a.test"), (b"X", b"1"), (b"HOST", b"b.test")),
+    ((b"Authorization", b"Bearer t\xc3\xa9"),),
+    ((b"authorization", b"Bearer a"), (b"Authorization", b"Bearer b")),
+])
+def test_header_and_host_header_match_mitmproxy(fields) -> None:
+    req = _req(*fields)
+    assert header(req.headers, b"authorization") == req.headers.get("authorization")
+    assert host_header(req) == req.host_header
+
+
+def test_host_header_for_http2_uses_the_authority() -> None:
+    req = _req(version=b"HTTP/2.0")
+    req.authority = "h2.test"
+    assert host_header(req) == req.host_header == "h2.test"
+
+
+@pytest.mark.parametrize("fields", [
+    ((b"Host", b"a.test"), (b"X", b"1")),
+    ((b"X", b"1"), (b"hOsT", b"a.test"), (b"Y", b"2"), (b"host", b"b.test")),
+    ((b"X", b"1"),),
+])
+def test_set_host_header_matches_mitmproxy(fields) -> None:
+    ours, theirs = _req(*fields), _req(*fields)
+    set_host_header(ours, "up.test:8080")
+    theirs.host_header = "up.test:8080"
+    assert ours.headers.fields == theirs.headers.fields
+
+
+def test_strip_then_append_leaves_only_our_identity_headers() -> None:
+    req = _req((b"X-Consumer-ID", b"forged"), (b"Host", b"a"), (b"x-credential-sub", b"f"),
+               (b"X-Anonymous-Consumer", b"true"), (b"X-Other", b"kept"))
+    removed = strip_spoofable(req.headers)
+    assert removed == ["X-Consumer-ID", "x-credential-sub", "X-Anonymous-Consumer"]
+    append_headers(req.headers, {"X-Consumer-ID": "real"})
+    assert req.headers.fields == ((b"Host", b"a"), (b"X-Other", b"kept"),
+                                  (b"X-Consumer-ID", b"real"))
+    assert strip_spoofable(req.headers) == ["X-Consumer-ID"]
+    assert strip_spoofable(req.headers) == []
+
+
+@pytest.mark.parametrize("path", [b"/p", b"/p?access_token=secret&x=1", b"/p?x=1"])
+@pytest.mark.parametrize("host", [b"client.test", b"client.test:8443", None])
+def test_client_url_renders_like_safe_url_and_keeps_the_original(path, host) -> None:
+    fields = ((b"Host", host),) if host else ()
+    req = _req(*fields, path=path)
+    expected = safe_url(req)
+    url = ClientURL(req, req.host_header)
+    req.path = "/rewritten"
+    req.host_header = "upstream.test"
+    assert str(url) == f"{url}" == expected
+    assert "secret" not in str(url)
+
+
+def test_decision_logging_follows_termlog_verbosity() -> None:
+    class Opts:
+        termlog_verbosity = "info"
+
+    assert decision_logging(Opts()) is False
+    Opts.termlog_verbosity = "debug"
+    assert decision_logging(Opts()) is True
+    assert decision_logging(object()) is True  # no terminal log: keep every line

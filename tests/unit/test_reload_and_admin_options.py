@@ -1,0 +1,182 @@
+"""The mitmproxy glue of issue 4 through taddons: the admin options (loopback
+only without a token, constant-time token check), the state file restored at
+start-up, and the config watcher (a valid change swaps, an invalid one keeps
+the last good configuration and marks the following flows)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+from mitmproxy import exceptions
+from mitmproxy.addons.proxyserver import Proxyserver
+from mitmproxy.test import taddons, tflow
+
+from oauth2_introspection.addon import OAuth2Introspection
+from oauth2_introspection.admin.addon import AdminAPIAddon, parse_admin_options
+from oauth2_introspection.admin.server import is_loopback, parse_listen, token_matches
+from oauth2_introspection.loader import load_text
+from oauth2_introspection.persistence import StateFile
+from oauth2_introspection.reload import ConfigWatcher
+
+GOOD = '_format_version: "3.0"\nconsumers:\n  - username: alice\n'
+GOOD2 = '_format_version: "3.0"\nconsumers:\n  - username: bob\n'
+BAD = ('_format_version: "3.0"\nplugins:\n  - name: oauth2-introspection\n    config:\n'
+       '      introspection_url: http://idp.test/i\n      authorization_value: x\n'
+       '      ttl: -1\n')
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("127.0.0.1:8001", ("127.0.0.1", 8001)), ("[::1]:8001", ("::1", 8001)),
+    ("localhost:0", ("localhost", 0)), (":8001", ("", 8001)),
+])
+def test_listen_addresses_are_parsed(value, expected):
+    assert parse_listen(value) == expected
+
+
+@pytest.mark.parametrize("value", ["8001", "127.0.0.1:http", "127.0.0.1:70000", "[::1]8001"])
+def test_bad_listen_addresses_are_refused(value):
+    with pytest.raises(ValueError):
+        parse_listen(value)
+
+
+def test_only_loopback_addresses_count_as_loopback():
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not any(map(is_loopback, ["", "0.0.0.0", "::", "192.168.1.2", "example.com"]))
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:8001", ":8001", "10.0.0.1:8001", "[::]:8001"])
+def test_non_loopback_admin_listener_without_token_is_refused(listen):
+    with pytest.raises(exceptions.OptionsError, match="not loopback"):
+        parse_admin_options(listen, "")
+    assert parse_admin_options(listen, "a-long-enough-admin-token")[2]
+
+
+def test_short_admin_token_is_refused():
+    with pytest.raises(exceptions.OptionsError, match="16 characters"):
+        parse_admin_options("127.0.0.1:8001", "short")
+
+
+def test_admin_token_check_accepts_only_the_exact_token():
+    assert token_matches("s3cret-token-value", "s3cret-token-value")
+    assert not token_matches("s3cret-token-value", "s3cret-token-valuE")
+    assert not token_matches("s3cret-token-value", None)
+
+
+async def test_admin_options_refuse_a_non_loopback_address_through_mitmproxy():
+    core = OAuth2Introspection()
+    admin = AdminAPIAddon(core)
+    with (
+        taddons.context(Proxyserver(), core, admin) as tctx,
+        pytest.raises(exceptions.OptionsError),
+    ):
+        tctx.configure(admin, introspection_admin="0.0.0.0:8001")
+
+
+async def test_state_file_is_restored_at_startup_while_the_config_file_is_unchanged(tmp_path: Path):
+    cfg = tmp_path / "kong.yaml"
+    cfg.write_text(GOOD)
+    StateFile(str(tmp_path / "kong.state.yaml"), str(cfg)).save(load_text(GOOD2))
+    core = OAuth2Introspection()
+    admin = AdminAPIAddon(core)
+    with taddons.context(Proxyserver(), core, admin) as tctx:
+        tctx.configure(core, introspection_config=str(cfg))
+        tctx.configure(admin, introspection_config=str(cfg))
+        assert core.state.config.consumers[0].username == "bob"
+    # the user edits the file: the file wins
+    cfg.write_text(GOOD.replace("alice", "carol"))
+    core = OAuth2Introspection()
+    admin = AdminAPIAddon(core)
+    with taddons.context(Proxyserver(), core, admin) as tctx:
+        tctx.configure(core, introspection_config=str(cfg))
+        tctx.configure(admin, introspection_config=str(cfg))
+        assert core.state.config.consumers[0].username == "carol"
+
+
+async def test_admin_commit_writes_the_state_file_before_applying(tmp_path: Path):
+    cfg = tmp_path / "kong.yaml"
+    cfg.write_text(GOOD)
+    core = OAuth2Introspection()
+    admin = AdminAPIAddon(core)
+    with taddons.context(Proxyserver(), core, admin) as tctx:
+        tctx.configure(core, introspection_config=str(cfg))
+        tctx.configure(admin, introspection_config=str(cfg))
+        admin.commit(load_text(GOOD2), "test")
+        assert "username: bob" in (tmp_path / "kong.state.yaml").read_text()
+        assert core.state.config.consumers[0].username == "bob"
+
+
+def _touch_later(path: Path, text: str) -> None:
+    path.write_text(text)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+
+
+async def test_valid_change_of_the_watched_file_replaces_the_configuration(tmp_path: Path):
+    cfg = tmp_path / "kong.yaml"
+    cfg.write_text(GOOD)
+    core = OAuth2Introspection()
+    watcher = ConfigWatcher(core)
+    with taddons.context(Proxyserver(), core, watcher) as tctx:
+        tctx.configure(core, introspection_config=str(cfg))
+        tctx.configure(watcher, introspection_config=str(cfg))
+        assert watcher.check() is False  # unchanged
+        _touch_later(cfg, GOOD2)
+        assert watcher.check() is True
+        assert core.state.config.consumers[0].username == "bob"
+        assert watcher.warning is None
+
+
+async def test_invalid_change_keeps_the_last_good_config_logs_the_line_and_marks_flows(
+        tmp_path: Path, caplog):
+    cfg = tmp_path / "kong.yaml"
+    cfg.write_text(GOOD)
+    core = OAuth2Introspection()
+    watcher = ConfigWatcher(core)
+    with taddons.context(Proxyserver(), core, watcher) as tctx:
+        tctx.configure(core, introspection_config=str(cfg))
+        tctx.configure(watcher, introspection_config=str(cfg))
+        policy = core.state.policy
+        _touch_later(cfg, BAD)
+        with caplog.at_level(logging.ERROR):
+            assert watcher.check() is True
+        assert core.state.policy is policy  # the last good one
+        assert any(f"{cfg}:7: plugins[0].config.ttl" in r.getMessage() for r in caplog.records)
+        flow = tflow.tflow()
+        flow.comment = "decision"
+        watcher.request(flow)
+        assert flow.comment.startswith("decision\n")
+        assert "config reload failed" in flow.comment
+        assert "config.ttl" in flow.metadata["oauth2_introspection"]["config_warning"]
+        # fixed: flows are clean again
+        _touch_later(cfg, GOOD2)
+        watcher.check()
+        clean = tflow.tflow()
+        watcher.request(clean)
+        assert not clean.comment and "oauth2_introspection" not in clean.metadata
+
+
+async def test_watch_option_must_be_a_boolean():
+    core = OAuth2Introspection()
+    watcher = ConfigWatcher(core)
+    with (
+        taddons.context(Proxyserver(), core, watcher) as tctx,
+        pytest.raises(exceptions.OptionsError),
+    ):
+        tctx.configure(watcher, introspection_watch="maybe")
+
+
+async def test_a_change_that_cannot_be_persisted_is_not_applied(tmp_path: Path):
+    cfg = tmp_path / "kong.yaml"
+    cfg.write_text(GOOD)
+    core = OAuth2Introspection()
+    admin = AdminAPIAddon(core)
+    with taddons.context(Proxyserver(), core, admin) as tctx:
+        tctx.configure(core, introspection_config=str(cfg))
+        tctx.configure(admin, introspection_state=str(tmp_path / "missing-dir" / "s.yaml"))
+        resp = admin.api.handle("POST", "/consumers", "", "application/json",
+                                b'{"username": "bob"}')
+        assert resp.status == 500
+        assert [c.username for c in core.state.config.consumers] == ["alice"]
