@@ -21,12 +21,12 @@ from .decision import Decision, decide
 from .errors import ConfigError
 from .fastpath import ClientURL, append_headers, decision_logging, set_host_header
 from .fastpath import host_header as fast_host_header
-from .headers import strip_spoofable
+from .headers import spoofable_names, strip_spoofable
 from .introspection import ClientPool
-from .policy import Policy, Resolution
+from .policy import PluginRuntime, Policy, Resolution
 from .routing import upstream_path
 from .state import PolicyState
-from .subflows import Subflows
+from .subflows import Recording, Subflows
 from .token import drop_form_field, remove_token
 
 logger = logging.getLogger("oauth2_introspection")
@@ -216,13 +216,7 @@ class OAuth2Introspection:
             if self.report:
                 return await self._report(flow, resolution, meta, client_url)
             meta["removed_headers"] = strip_spoofable(request.headers)
-            recording = self.subflows.begin() if self.subflows.active else None
-            try:
-                decision = await decide(plugin, request, policy.consumers, self.cache,
-                                        self.clients)
-            finally:
-                if recording is not None:
-                    self.subflows.end(recording)
+            decision, recording = await self._decide(plugin, request, policy)
             meta.update(decision.details)
             meta["outcome"] = decision.outcome
             if decision.refusal is not None:
@@ -241,6 +235,18 @@ class OAuth2Introspection:
         if recording is not None:
             self.subflows.emit(flow, recording, meta)
 
+    async def _decide(
+        self, plugin: PluginRuntime, request: http.Request, policy: Policy
+    ) -> tuple[Decision, Recording | None]:
+        """decide(), recording the introspection calls it makes when subflows are on."""
+        recording = self.subflows.begin() if self.subflows.active else None
+        try:
+            decision = await decide(plugin, request, policy.consumers, self.cache, self.clients)
+        finally:
+            if recording is not None:
+                self.subflows.end(recording)
+        return decision, recording
+
     async def _report(
         self, flow: http.HTTPFlow, resolution: Resolution, meta: dict[str, Any], client_url: str
     ) -> None:
@@ -250,13 +256,7 @@ class OAuth2Introspection:
         assert policy is not None and resolution.plugin is not None
         request = flow.request
         removed = spoofable_names(request.headers)
-        recording = self.subflows.begin() if self.subflows.active else None
-        try:
-            decision = await decide(resolution.plugin, request, policy.consumers, self.cache,
-                                    self.clients)
-        finally:
-            if recording is not None:
-                self.subflows.end(recording)
+        decision, recording = await self._decide(resolution.plugin, request, policy)
         meta.update(decision.details)
         meta["outcome"] = decision.outcome
         meta["mode"] = "report"
@@ -329,12 +329,6 @@ class OAuth2Introspection:
 
 _BOOLEANS = {"true": True, "on": True, "yes": True, "1": True,
              "false": False, "off": False, "no": False, "0": False}
-
-
-def spoofable_names(headers: http.Headers) -> list[str]:
-    """The identity headers a client sent (strip_spoofable() without removing)."""
-    return [name for name in headers
-            if name.lower().startswith(("x-consumer-", "x-credential-", "x-anonymous-consumer"))]
 
 
 def safe_url(request: http.Request) -> str:

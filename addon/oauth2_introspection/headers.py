@@ -38,18 +38,22 @@ _SPOOFABLE_PREFIXES_B = (b"x-consumer-", b"x-credential-")
 _UNSAFE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-def strip_spoofable(headers: http.Headers) -> list[str]:
-    """Remove identity headers a client sent; return their names."""
+def spoofable_names(headers: http.Headers) -> list[str]:
+    """The identity headers a client sent, once each, in their own case."""
     # One pass over the raw fields: this runs on every request a plugin handles.
-    fields = headers.fields
-    if not any(_spoofable(name) for name, _ in fields):
-        return []
     names: dict[bytes, str] = {}
-    for name, _ in fields:
+    for name, _ in headers.fields:
         if _spoofable(name):
             names.setdefault(name.lower(), name.decode("utf-8", "surrogateescape"))
-    headers.fields = tuple(f for f in fields if not _spoofable(f[0]))
     return list(names.values())
+
+
+def strip_spoofable(headers: http.Headers) -> list[str]:
+    """Remove identity headers a client sent; return their names."""
+    names = spoofable_names(headers)
+    if names:
+        headers.fields = tuple(f for f in headers.fields if not _spoofable(f[0]))
+    return names
 
 
 def _spoofable(name: bytes) -> bool:
