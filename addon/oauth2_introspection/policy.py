@@ -73,7 +73,9 @@ class _Flat:
     problems: list[tuple[Loc, str]] = field(default_factory=list)
 
 
-def _flatten(config: DeclarativeConfig) -> _Flat:
+def flatten(config: DeclarativeConfig) -> _Flat:
+    """Every entity at top level with its id and unresolved references; shared
+    with the Admin API so the ids it shows are the ones flows carry."""
     flat = _Flat()
 
     def add_plugin(loc: Loc, p: Plugin, service: str | None, route: str | None) -> None:
@@ -125,7 +127,7 @@ def _index(
     return index
 
 
-def _resolve(flat: _Flat) -> tuple[dict[str, _FlatService], dict[str, _FlatRoute]]:
+def resolve_references(flat: _Flat) -> tuple[dict[str, _FlatService], dict[str, _FlatRoute]]:
     services = _index(
         flat.services, lambda s: (("name", s.model.name), ("id", s.id)), "service", flat.problems
     )
@@ -173,8 +175,8 @@ def _consumer_problems(consumers: list[Consumer]) -> list[tuple[Loc, str]]:
 
 def check_references(config: DeclarativeConfig) -> list[tuple[Loc, str]]:
     """Cross-entity problems (unknown references, duplicates), with their paths."""
-    flat = _flatten(config)
-    _resolve(flat)
+    flat = flatten(config)
+    resolve_references(flat)
     return flat.problems + _consumer_problems(config.consumers)
 
 
@@ -271,8 +273,8 @@ def compile_policy(
     """Compile a config that passed check_references() (the loader and
     PolicyState.apply() ensure it). `prepare_client(url, keepalive_ms) -> key`
     registers an introspection client."""
-    flat = _flatten(config)
-    services_idx, routes_idx = _resolve(flat)
+    flat = flatten(config)
+    services_idx, routes_idx = resolve_references(flat)
     if flat.problems:
         raise ValueError("compile_policy() needs a config that passed check_references()")
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 from ..config import PLUGIN_NAME, Consumer, DeclarativeConfig, Plugin, Route, Service
 from ..export import config_to_data
 from ..loader import format_loc
-from ..policy import _flatten, _resolve, check_references
+from ..policy import check_references, flatten, resolve_references
 from .forms import coerce_form
 
 KINDS = ("services", "routes", "consumers", "plugins")
@@ -143,8 +143,8 @@ class Entities:
     def _load(self, config: DeclarativeConfig) -> None:
         data = config_to_data(config)
         self.top = {k: v for k, v in data.items() if k not in KINDS}
-        flat = _flatten(config)
-        services_idx, routes_idx = _resolve(flat)
+        flat = flatten(config)
+        services_idx, routes_idx = resolve_references(flat)
         for s in flat.services:
             entity = _dump(s.model, exclude=set(_NESTED["services"]))
             entity["id"] = s.id
