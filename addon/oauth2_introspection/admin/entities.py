@@ -387,6 +387,8 @@ def present(kind: str, entity: dict[str, Any]) -> dict[str, Any]:
     exclude = set(_NESTED.get(kind, ()))
     if kind in ("routes", "plugins"):
         exclude |= {"service", "route"}
+    if kind == "consumers":
+        exclude.add("plugins")  # only there to refuse consumer-scoped plugins
     out = model.model_dump(mode="json", by_alias=True, exclude=exclude)
     out["id"] = entity["id"]
     if kind == "routes":
