@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import free_port, wait_for_port
+from .harness import free_port, stop_process, wait_for_port
 
 
 def redis_server_binary() -> str:
@@ -52,13 +52,8 @@ class RedisServer:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def client(self):  # -> redis.Redis

@@ -14,7 +14,8 @@ from oauth2_introspection.devtools.echo import EchoServer
 from oauth2_introspection.devtools.idp import IdpServer
 
 from . import browser
-from .harness import CLIENT_AUTH, Mitmdump, free_port, wait_for_port
+from .admin_helpers import AdminMitmdump
+from .harness import CLIENT_AUTH
 
 
 def config() -> dict[str, Any]:
@@ -28,30 +29,14 @@ def config() -> dict[str, Any]:
     }
 
 
-class AdminProxy(Mitmdump):
-    def __init__(self, upstream_port: int) -> None:
-        self.admin_port = free_port()
-        super().__init__(config(), upstream_port,
-                         ["--set", f"introspection_admin=127.0.0.1:{self.admin_port}"])
-
-    def start(self) -> AdminProxy:
-        super().start()
-        wait_for_port(self.admin_port, self.proc)
-        return self
-
-    @property
-    def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
-
-
 @pytest.fixture
-def proxy(echo: EchoServer) -> Iterator[AdminProxy]:
-    m = AdminProxy(echo.port).start()
+def proxy(echo: EchoServer) -> Iterator[AdminMitmdump]:
+    m = AdminMitmdump(config(), echo.port).start()
     yield m
     m.stop()
 
 
-def test_api_clients_still_get_kongs_json_at_the_root(proxy: AdminProxy) -> None:
+def test_api_clients_still_get_kongs_json_at_the_root(proxy: AdminMitmdump) -> None:
     with httpx.Client(base_url=proxy.admin_url, trust_env=False, timeout=10) as c:
         assert "tagline" in c.get("/", headers={"Accept": "application/json"}).json()
         assert "tagline" in c.get("/").json()  # curl's */*
@@ -66,7 +51,7 @@ def test_api_clients_still_get_kongs_json_at_the_root(proxy: AdminProxy) -> None
 
 @pytest.mark.skipif(browser.missing() is not None, reason=str(browser.missing()))
 def test_a_plugin_created_through_the_form_refuses_the_next_request_without_a_token(
-    proxy: AdminProxy, idp: IdpServer, make_token: Callable[..., str]
+    proxy: AdminMitmdump, idp: IdpServer, make_token: Callable[..., str]
 ) -> None:
     with httpx.Client(base_url=proxy.url, trust_env=False, timeout=10) as client:
         assert client.get("/api/before").status_code == 200  # no plugin yet
