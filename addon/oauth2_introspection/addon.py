@@ -8,6 +8,7 @@ tested without mitmproxy running.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
@@ -19,7 +20,7 @@ from .cache import IntrospectionCache
 from .cache_options import CacheOptions
 from .decision import Decision, decide
 from .errors import ConfigError
-from .fastpath import ClientURL, append_headers, decision_logging, set_host_header
+from .fastpath import ClientURL, RequestHead, decision_logging, read_head, rewrite_headers
 from .fastpath import host_header as fast_host_header
 from .headers import spoofable_names, strip_spoofable
 from .introspection import ClientPool
@@ -52,6 +53,9 @@ class OAuth2Introspection:
         #: options introspection_cache_size and introspection_cache_redis_url (not an
         #: addon of its own: every addon object costs on every event of every flow)
         self.cache_options = CacheOptions(self)
+        #: called with every flow the request hook saw, after it (e.g. the
+        #: config watcher's warning about a failed reload)
+        self.annotators: list[Callable[[http.HTTPFlow], None]] = []
 
     @property
     def policy(self) -> Policy | None:
@@ -168,17 +172,18 @@ class OAuth2Introspection:
     # -- the request hook ------------------------------------------------------------
 
     async def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error or not flow.live:
-            return
-        try:
-            await self._handle(flow)
-        except Exception:
-            # mitmproxy forwards a flow whose hook raised: never let that happen.
-            logger.exception("oauth2-introspection: internal error on %s; answering 500",
-                             safe_url(flow.request))
-            flow.response = responses.internal_error().to_response()
-            flow.comment = "oauth2-introspection: 500 internal error (see event log)"
-            flow.marked = annotations.MARKERS["error"]
+        if not (flow.response or flow.error or not flow.live):
+            try:
+                await self._handle(flow)
+            except Exception:
+                # mitmproxy forwards a flow whose hook raised: never let that happen.
+                logger.exception("oauth2-introspection: internal error on %s; answering 500",
+                                 safe_url(flow.request))
+                flow.response = responses.internal_error().to_response()
+                flow.comment = "oauth2-introspection: 500 internal error (see event log)"
+                flow.marked = annotations.MARKERS["error"]
+        for annotate in self.annotators:
+            annotate(flow)
 
     async def _handle(self, flow: http.HTTPFlow) -> None:
         policy = self.policy
@@ -194,11 +199,13 @@ class OAuth2Introspection:
             flow.comment = "oauth2-introspection: 503 no policy loaded"
             flow.marked = annotations.MARKERS["error"]
             return
-        host_header = fast_host_header(request)
+        head = read_head(request)
+        host_header = head.host_header
         client_host = host_header or request.host
         # logged as the client sent it, before rewriting (rendered only if logged)
         client_url = ClientURL(request, host_header)
-        resolution = policy.resolve(client_host, request.path, request.method, request.headers)
+        path = request.path
+        resolution = policy.resolve(client_host, path, request.method, request.headers)
         route = resolution.route
         meta: dict[str, Any] = {
             "route": route.label if route else None,
@@ -207,41 +214,49 @@ class OAuth2Introspection:
             # the request as the client sent it (the path without its query,
             # which may hold a token): the policy diff routes with these
             "client_host": client_host,
-            "client_path": request.path.partition("?")[0],
+            "client_path": path.partition("?")[0],
         }
         plugin = resolution.plugin
         decision: Decision | None = None
         recording = None
+        removed: list[str] = []
+        added: tuple[tuple[bytes, bytes], ...] = ()
         if plugin is not None:
             if self.report:
                 return await self._report(flow, resolution, meta, client_url)
-            meta["removed_headers"] = strip_spoofable(request.headers)
-            decision, recording = await self._decide(plugin, request, policy)
+            # decide() reads no identity header: they are stripped with the
+            # other header changes below, in one rebuild of the header list
+            meta["removed_headers"] = removed = (
+                spoofable_names(request.headers) if head.spoofed else [])
+            decision, recording = await self._decide(plugin, request, policy, head)
             meta.update(decision.details)
             meta["outcome"] = decision.outcome
             if decision.refusal is not None:
                 flow.response = decision.refusal.to_response()
+                if removed:  # the recorded request shows what would have gone upstream
+                    strip_spoofable(request.headers)
             else:
-                # identity headers were all stripped above: appending is enough
-                append_headers(request.headers, decision.set_headers)
+                added = decision.fields
                 meta["added_headers"] = sorted(decision.set_headers)
                 if decision.hide is not None:
                     meta["hidden_credentials"] = remove_token(request, decision.hide)
         else:
             meta["outcome"] = "no plugin"
         if flow.response is None:
-            self._send_upstream(flow, resolution, host_header)
+            self._send_upstream(flow, resolution, host_header, strip=bool(removed), add=added)
         self._annotate(flow, meta, decision, route.label if route else None, client_url)
         if recording is not None:
             self.subflows.emit(flow, recording, meta)
 
     async def _decide(
-        self, plugin: PluginRuntime, request: http.Request, policy: Policy
+        self, plugin: PluginRuntime, request: http.Request, policy: Policy,
+        head: RequestHead | None = None,
     ) -> tuple[Decision, Recording | None]:
         """decide(), recording the introspection calls it makes when subflows are on."""
         recording = self.subflows.begin() if self.subflows.active else None
         try:
-            decision = await decide(plugin, request, policy.consumers, self.cache, self.clients)
+            decision = await decide(plugin, request, policy.consumers, self.cache, self.clients,
+                                    head)
         finally:
             if recording is not None:
                 self.subflows.end(recording)
@@ -268,9 +283,12 @@ class OAuth2Introspection:
             self.subflows.emit(flow, recording, meta)
 
     def _send_upstream(
-        self, flow: http.HTTPFlow, resolution: Resolution, client_host: str | bool | None = False
+        self, flow: http.HTTPFlow, resolution: Resolution, client_host: str | bool | None = False,
+        *, strip: bool = False, add: tuple[tuple[bytes, bytes], ...] = (),
     ) -> None:
-        """`client_host`: the client's Host, when the caller read it already."""
+        """Route the request to its service. `client_host`: the client's Host,
+        when the caller read it already; `strip`: drop the identity headers the
+        client sent; `add`: header fields to append (the identity we vouch for)."""
         request = flow.request
         route = resolution.route
         if client_host is False:
@@ -279,13 +297,18 @@ class OAuth2Introspection:
         upstream = service.upstream if service else None
         if route is not None:
             base = upstream[3] if upstream else ""
-            request.path = upstream_path(
-                base, resolution.match, request.path,
+            path = request.path
+            new_path = upstream_path(
+                base, resolution.match, path,
                 strip_path=route.strip_path, path_handling=route.path_handling,
             )
+            if new_path != path:
+                request.path = new_path
         if upstream is not None:
             scheme, host, port, _ = upstream
-            request.scheme, request.host, request.port = scheme, host, port
+            data = request.data
+            if (data.scheme, data.host, data.port) != (scheme.encode(), host, port):
+                request.scheme, request.host, request.port = scheme, host, port
             target_host = hostport(scheme, host, port)
         else:
             mode = flow.client_conn.proxy_mode
@@ -296,9 +319,10 @@ class OAuth2Introspection:
             )
         keep_client_host = route.preserve_host if route else bool(_user_keep_host_header)
         if keep_client_host and client_host:
-            set_host_header(request, client_host)
-        elif target_host is not None:
-            set_host_header(request, target_host)
+            host_value: str | None = client_host
+        else:
+            host_value = target_host
+        rewrite_headers(request, host_value, strip=strip, add=add)
 
     def _annotate(
         self, flow: http.HTTPFlow, meta: dict[str, Any], decision: Decision | None,

@@ -26,8 +26,7 @@ import json
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from cachetools import LRUCache, TLRUCache
 
@@ -69,8 +68,7 @@ def _raw_active(raw: bytes) -> bool:
     return isinstance(doc, dict) and doc.get("active") is True
 
 
-@dataclass(frozen=True)
-class Lookup:
+class Lookup(NamedTuple):
     result: IntrospectionResult
     hit: bool
     #: seconds the answer stays cached from now (None: not cached at all)
@@ -80,7 +78,7 @@ class Lookup:
     #: the answer came from the shared second level (Redis), not the endpoint
     l2: bool = False
     #: on a hit: a dict living as long as the decoded answer, to memoise what
-    #: is derived from it (e.g. the credential headers of a plugin)
+    #: is derived from it (e.g. the identity headers under a plugin's settings)
     memo: dict[Any, Any] | None = None
 
 
@@ -202,17 +200,24 @@ class IntrospectionCache:
         self._entries[key] = CacheEntry(None, now - max(0.0, wall - stored_wall),
                                         now + (expires_wall - wall), raw=raw)
 
+    def hit(self, key: str, ttl: float) -> Lookup | None:
+        """The cached answer, without waiting for anything; None on a miss."""
+        cached = self.get(key, ttl)
+        if cached is None:
+            return None
+        entry, left = cached
+        result, memo = self.decoded(key, entry)
+        return Lookup(result, True, left, False, False, memo)
+
     async def lookup(
         self, key: str, ttl: float, fetch: Callable[[], Awaitable[IntrospectionResult]],
         scope: bytes = b"",
     ) -> Lookup:
         """`scope` (the plugin's key prefix) names the second-level entries a
         flush of this configuration removes."""
-        cached = self.get(key, ttl)
+        cached = self.hit(key, ttl)
         if cached is not None:
-            entry, left = cached
-            result, memo = self.decoded(key, entry)
-            return Lookup(result, hit=True, remaining=left, memo=memo)
+            return cached
         future = self._inflight.get(key)
         shared = future is not None
         if future is None:

@@ -18,6 +18,7 @@ from . import responses
 from .cache import IntrospectionCache, Lookup, make_key
 from .consumers import ConsumerRecord, ConsumerStore
 from .errors import IntrospectionError
+from .fastpath import RequestHead
 from .headers import consumer_headers, credential_headers
 from .introspection import ClientPool, IntrospectionRequest, IntrospectionResult, introspect
 from .policy import PluginRuntime
@@ -34,6 +35,8 @@ class Decision:
     summary: str
     refusal: responses.Refusal | None = None
     set_headers: dict[str, str] = field(default_factory=dict)
+    #: set_headers as raw header fields, ready to append (built once per cached answer)
+    fields: tuple[tuple[bytes, bytes], ...] = ()
     #: the token to remove before forwarding (hide_credentials)
     hide: FoundToken | None = None
     #: plain data for flow.metadata; never holds a token
@@ -55,14 +58,16 @@ async def decide(
     consumers: ConsumerStore,
     cache: IntrospectionCache,
     clients: ClientPool,
+    head: RequestHead | None = None,
 ) -> Decision:
+    """`head`: the request's head, when the caller read it already."""
     cfg = plugin.config
     details: dict[str, Any] = {"plugin": plugin.label, "plugin_id": plugin.id}
 
     if request.method == "OPTIONS" and not cfg.run_on_preflight:
         return Decision("preflight", "preflight passed (run_on_preflight: false)", details=details)
 
-    found = find_token(request)
+    found = find_token(request, head)
     if found is None:
         details["token_source"] = None
         return _failure(plugin, consumers, "missing token", responses.missing_token(), None,
@@ -73,16 +78,74 @@ async def decide(
     key = make_key(plugin.key_prefix, found.value, extra)
     details["token_id"] = token_id(key)
 
-    async def fetch() -> IntrospectionResult:
+    # A cached answer is decided without awaiting anything (the common case).
+    lookup = cache.hit(key, cfg.ttl)
+    if lookup is None:
+        try:
+            lookup = await cache.lookup(key, cfg.ttl, _Fetch(plugin, request, found.value, clients),
+                                        scope=plugin.key_prefix)
+        except IntrospectionError as e:
+            details["introspection_error"] = e.reason
+            details["introspection_error_detail"] = str(e)
+            return _failure(plugin, consumers, e.reason, responses.introspection_failed(), found,
+                            details)
+    hit = lookup.hit
+    details["cache"] = "hit" if hit else ("shared" if lookup.shared else "miss")
+    remaining = lookup.remaining
+    details["cache_remaining_s"] = None if remaining is None else round(remaining, 1)
+    details["introspection_latency_ms"] = None if hit else round(lookup.result.latency_ms, 1)
+    details["active"] = lookup.result.active
+
+    if not lookup.result.active:
+        return _failure(plugin, consumers, "invalid token", responses.invalid_token(), found,
+                        details)
+
+    # Worked out once per cached answer and plugin (memo), not per request.
+    memo = lookup.memo
+    identity = memo.get(plugin.memo_key) if memo is not None else None
+    if identity is None:
+        identity = identity_for(lookup.result.claims, cfg, consumers)
+        if memo is not None:
+            memo[plugin.memo_key] = identity
+    if identity.dropped:
+        logger.warning(
+            "%s: dropped claim(s) %s for token %s: value contains CR, LF, NUL or another "
+            "control character", plugin.label, ", ".join(identity.dropped), details["token_id"],
+        )
+        details["dropped_claims"] = list(identity.dropped)
+    if identity.consumer is not None:
+        details["consumer"] = dict(identity.consumer)
+    return Decision(
+        "allowed",
+        f"allowed {identity.who} ({_cache_text(lookup)})",
+        set_headers=identity.set_headers,
+        fields=identity.fields,
+        hide=found if cfg.hide_credentials else None,
+        details=details,
+    )
+
+
+class _Fetch:
+    """The introspection call for one request (built only on a cache miss)."""
+
+    __slots__ = ("clients", "plugin", "request", "token")
+
+    def __init__(self, plugin: PluginRuntime, request: http.Request, token: str,
+                 clients: ClientPool) -> None:
+        self.plugin, self.request, self.token, self.clients = plugin, request, token, clients
+
+    async def __call__(self) -> IntrospectionResult:
+        plugin, request = self.plugin, self.request
+        cfg = plugin.config
         headers = dict(plugin.introspection_headers)
         if cfg.introspect_request:
             headers["X-Request-Path"] = request.path.split("?", 1)[0]
             headers["X-Request-Http-Method"] = request.method
         return await introspect(
-            clients.get(plugin.client_key),
+            self.clients.get(plugin.client_key),
             IntrospectionRequest(
                 url=cfg.introspection_url,
-                token=found.value,
+                token=self.token,
                 authorization=cfg.authorization_value,
                 token_type_hint=cfg.token_type_hint,
                 headers=headers,
@@ -90,46 +153,38 @@ async def decide(
             ),
         )
 
-    try:
-        lookup = await cache.lookup(key, cfg.ttl, fetch, scope=plugin.key_prefix)
-    except IntrospectionError as e:
-        details["introspection_error"] = e.reason
-        details["introspection_error_detail"] = str(e)
-        return _failure(plugin, consumers, e.reason, responses.introspection_failed(), found,
-                        details)
-    details.update(_cache_details(lookup))
 
-    if not lookup.result.active:
-        return _failure(plugin, consumers, "invalid token", responses.invalid_token(), found,
-                        details)
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What an active answer vouches for under one plugin's settings."""
 
-    claims = lookup.result.claims
-    # A cached answer's headers are worked out once per plugin setting (memo).
-    memo_key = ("credential_headers", *cfg.custom_claims_forward)
-    memoised = lookup.memo.get(memo_key) if lookup.memo is not None else None
-    if memoised is None:
-        memoised = credential_headers(claims, cfg.custom_claims_forward)
-        if lookup.memo is not None:
-            lookup.memo[memo_key] = memoised
-    headers, dropped = dict(memoised[0]), memoised[1]
-    if dropped:
-        logger.warning(
-            "%s: dropped claim(s) %s for token %s: value contains CR, LF, NUL or another "
-            "control character", plugin.label, ", ".join(dropped), details["token_id"],
-        )
-        details["dropped_claims"] = dropped
+    #: the identity headers (never changed once built: shared by every request)
+    set_headers: dict[str, str]
+    fields: tuple[tuple[bytes, bytes], ...]
+    #: claims left out because their value could inject header lines
+    dropped: tuple[str, ...]
+    consumer: dict[str, Any] | None
+    #: the name the flow comment shows
+    who: str
+
+
+def identity_for(claims: Any, cfg: Any, consumers: ConsumerStore) -> Identity:
+    headers, dropped = credential_headers(claims, cfg.custom_claims_forward)
     consumer = consumers.for_claims(cfg.consumer_by, claims)
     if consumer is not None:
         headers.update(consumer_headers(consumer))
-        details["consumer"] = _consumer_details(consumer)
-    who = consumer.label if consumer else _subject(claims)
-    return Decision(
-        "allowed",
-        f"allowed {who} ({_cache_text(lookup)})",
+    return Identity(
         set_headers=headers,
-        hide=found if cfg.hide_credentials else None,
-        details=details,
+        fields=encode_fields(headers),
+        dropped=tuple(dropped),
+        consumer=_consumer_details(consumer) if consumer is not None else None,
+        who=consumer.label if consumer else _subject(claims),
     )
+
+
+def encode_fields(headers: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((name.encode("utf-8", "surrogateescape"), value.encode("utf-8", "surrogateescape"))
+                 for name, value in headers.items())
 
 
 def _failure(
@@ -156,10 +211,12 @@ def _failure(
         return Decision("refused", f"500 anonymous consumer {anonymous!r} not found",
                         refusal=refusal, details=details)
     details["consumer"] = _consumer_details(consumer)
+    headers = consumer_headers(consumer, anonymous=True)
     return Decision(
         "anonymous",
         f"anonymous {consumer.label} ({reason})",
-        set_headers=consumer_headers(consumer, anonymous=True),
+        set_headers=headers,
+        fields=encode_fields(headers),
         hide=found if plugin.config.hide_credentials else None,
         details=details,
     )
@@ -175,15 +232,6 @@ def _subject(claims: Any) -> str:
 
 def _consumer_details(consumer: ConsumerRecord) -> dict[str, Any]:
     return {"id": consumer.id, "username": consumer.username, "custom_id": consumer.custom_id}
-
-
-def _cache_details(lookup: Lookup) -> dict[str, Any]:
-    return {
-        "cache": "hit" if lookup.hit else ("shared" if lookup.shared else "miss"),
-        "cache_remaining_s": None if lookup.remaining is None else round(lookup.remaining, 1),
-        "introspection_latency_ms": None if lookup.hit else round(lookup.result.latency_ms, 1),
-        "active": lookup.result.active,
-    }
 
 
 def _cache_text(lookup: Lookup) -> str:

@@ -3,10 +3,13 @@
 - `ClientURL`: the request URL as the client sent it, captured in a few
   attribute reads and rendered (`str()`) only when a log line is written.
   Rendering it for every request cost more than the cached-token decision.
-- `append_headers`: adds the identity headers in one step (mitmproxy's
+- `rewrite_headers`: every header change of a request (Host, identity
+  headers out and in) in one rebuild of the header list (mitmproxy's
   `headers[name] = value` rebuilds the whole list once per header).
-- `header`, `host_header`, `set_host_header`: the lookups the hook needs,
-  without mitmproxy's generic multidict machinery.
+- `read_head`: the Host and Authorization headers and whether identity
+  headers were sent, in one pass over the raw header fields; `header`,
+  `host_header`: single lookups, without mitmproxy's generic multidict
+  machinery.
 - `decision_logging`: whether per-request debug lines (allowed requests) are
   worth building: mitmproxy turns every log record, whatever its level, into a
   formatted entry and an event sent through every addon, so a line nobody
@@ -15,10 +18,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from mitmproxy import http
+
+from .headers import is_spoofable
 
 
 class ClientURL:
@@ -47,25 +51,40 @@ class ClientURL:
         return format(str(self), spec)
 
 
-def append_headers(headers: http.Headers, new: Mapping[str, str]) -> None:
-    """Append `new` to `headers` (for names known to be absent, e.g. the
-    identity headers right after strip_spoofable())."""
-    if new:
-        headers.fields = (*headers.fields, *(
-            (_encoded_name(name), value.encode("utf-8", "surrogateescape"))
-            for name, value in new.items()))
+class RequestHead(NamedTuple):
+    """What the hook reads from a request's head, read in one pass."""
+
+    #: the Host header (HTTP/2 and 3: the authority), as request.host_header
+    host_header: str | None
+    #: the Authorization header, as request.headers.get("authorization")
+    authorization: str | None
+    #: whether the client sent any identity header (headers.is_spoofable)
+    spoofed: bool
 
 
-_NAMES: dict[str, bytes] = {}
+def read_head(request: http.Request) -> RequestHead:
+    host: list[bytes] | None = None
+    auth: list[bytes] | None = None
+    spoofed = False
+    for name, value in request.data.headers.fields:
+        lower = name.lower()
+        if lower == b"host":
+            host = [value] if host is None else [*host, value]
+        elif lower == b"authorization":
+            auth = [value] if auth is None else [*auth, value]
+        elif not spoofed:
+            spoofed = is_spoofable(lower)
+    h2 = request.is_http2 or request.is_http3
+    return RequestHead(request.host_header if h2 else _joined(host), _joined(auth), spoofed)
 
 
-def _encoded_name(name: str) -> bytes:
-    encoded = _NAMES.get(name)
-    if encoded is None:
-        encoded = name.encode("utf-8", "surrogateescape")
-        if len(_NAMES) < 1024:  # header names come from a small, fixed set
-            _NAMES[name] = encoded
-    return encoded
+def _joined(values: list[bytes] | None) -> str | None:
+    # repeated fields joined with ", ", as mitmproxy's headers.get() does
+    if values is None:
+        return None
+    if len(values) == 1:
+        return values[0].decode("utf-8", "surrogateescape")
+    return ", ".join(v.decode("utf-8", "surrogateescape") for v in values)
 
 
 def header(headers: http.Headers, name: bytes) -> str | None:
@@ -86,25 +105,34 @@ def host_header(request: http.Request) -> str | None:
     return header(request.data.headers, b"host")
 
 
-def set_host_header(request: http.Request, value: str) -> None:
-    """`request.host_header = value` (HTTP/1: the first Host field keeps its
-    place and name, others are dropped; none: appended)."""
-    if request.is_http2 or request.is_http3:
-        request.host_header = value
+def rewrite_headers(request: http.Request, host: str | None, *, strip: bool = False,
+                    add: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    """Every header change the hook makes, in one rebuild of the header list:
+    the Host set to `host` (as `request.host_header = host` does: on HTTP/1 the
+    first Host field keeps its place and name and the others go, none: one is
+    appended; None leaves it alone), the identity headers the client sent
+    dropped (`strip`), and `add` appended (raw fields)."""
+    if host is not None and (request.is_http2 or request.is_http3):
+        request.host_header = host  # the :authority pseudo-header
+        host = None
+    if host is None and not strip and not add:
         return
-    encoded = value.encode("utf-8", "surrogateescape")
+    headers = request.data.headers
+    encoded = host.encode("utf-8", "surrogateescape") if host is not None else None
     fields: list[tuple[bytes, bytes]] = []
-    done = False
-    for field in request.data.headers.fields:
-        if field[0].lower() == b"host":
-            if not done:
+    host_done = encoded is None
+    for field in headers.fields:
+        name = field[0].lower()
+        if name == b"host" and encoded is not None:
+            if not host_done:
                 fields.append((field[0], encoded))
-                done = True
-        else:
+                host_done = True
+        elif not (strip and is_spoofable(name)):
             fields.append(field)
-    if not done:
-        fields.append((b"Host", encoded))
-    request.data.headers.fields = tuple(fields)
+    if not host_done:
+        fields.append((b"Host", encoded))  # type: ignore[arg-type]
+    fields.extend(add)
+    headers.fields = tuple(fields)
 
 
 def decision_logging(options: Any) -> bool:

@@ -43,7 +43,7 @@ def spoofable_names(headers: http.Headers) -> list[str]:
     # One pass over the raw fields: this runs on every request a plugin handles.
     names: dict[bytes, str] = {}
     for name, _ in headers.fields:
-        if _spoofable(name):
+        if is_spoofable(name.lower()):
             names.setdefault(name.lower(), name.decode("utf-8", "surrogateescape"))
     return list(names.values())
 
@@ -52,12 +52,12 @@ def strip_spoofable(headers: http.Headers) -> list[str]:
     """Remove identity headers a client sent; return their names."""
     names = spoofable_names(headers)
     if names:
-        headers.fields = tuple(f for f in headers.fields if not _spoofable(f[0]))
+        headers.fields = tuple(f for f in headers.fields if not is_spoofable(f[0].lower()))
     return names
 
 
-def _spoofable(name: bytes) -> bool:
-    lower = name.lower()
+def is_spoofable(lower: bytes) -> bool:
+    """Whether a (lower-case) header name is one of the identity headers."""
     return lower.startswith(_SPOOFABLE_PREFIXES_B) or lower == b"x-anonymous-consumer"
 
 

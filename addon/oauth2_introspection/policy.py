@@ -194,6 +194,9 @@ class PluginRuntime:
     client_key: tuple[str, int]
     #: custom headers with Kong's underscore-to-dash rule applied, once
     introspection_headers: Mapping[str, str]
+    #: names this plugin, as compiled with one policy (its consumers included), in
+    #: the per-answer memo of derived values (decision.identity_for)
+    memo_key: object = field(default_factory=object, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,10 @@ class Resolution:
         return self.match.target if self.match else None
 
 
+#: remembered route resolutions per policy (all dropped when full)
+RESOLUTION_MEMO_SIZE = 4096
+
+
 class Policy:
     def __init__(
         self,
@@ -245,14 +252,29 @@ class Policy:
         self.consumers = consumers
         self.plugins = plugins
         self.source = source
+        # Resolutions by (host, path without query, method): the same few
+        # requests repeat, and a policy never changes (a new one is compiled).
+        # Not when a route matches on headers: they are not in the key.
+        self._resolved: dict[tuple[str, str, str], Resolution] | None = (
+            None if router.matches_headers else {})
 
     def resolve(
         self, host: str, path: str, method: str, headers: Mapping[str, str] | None = None
     ) -> Resolution:
+        memo = self._resolved
+        if memo is not None:
+            key = (host, path.partition("?")[0], method)
+            known = memo.get(key)
+            if known is not None:
+                return known
         match = self.router.match(host, path, method, headers)
-        if match is None:
-            return Resolution(None, self.global_plugin)
-        return Resolution(match, match.target.plugin)
+        resolution = (Resolution(None, self.global_plugin) if match is None
+                      else Resolution(match, match.target.plugin))
+        if memo is not None:
+            if len(memo) >= RESOLUTION_MEMO_SIZE:
+                memo.clear()
+            memo[key] = resolution
+        return resolution
 
 
 def _key_prefix(cfg: OAuth2IntrospectionConfig, headers: Mapping[str, str]) -> bytes:

@@ -70,6 +70,9 @@ class ConfigWatcher:
         self.warning: str | None = None
         self.problems: list[str] = []
         self._task: asyncio.Task[None] | None = None
+        # Called by the core's request hook rather than being a hook of its
+        # own: every hook mitmproxy calls costs on every request.
+        core.annotators.append(self.annotate)
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -151,7 +154,8 @@ class ConfigWatcher:
 
     # -- flows --------------------------------------------------------------------
 
-    def request(self, flow: http.HTTPFlow) -> None:
+    def annotate(self, flow: http.HTTPFlow) -> None:
+        """Mark a flow with the last failed reload, if any."""
         if self.warning is None:
             return
         meta = flow.metadata.get(METADATA_KEY)

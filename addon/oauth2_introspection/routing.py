@@ -119,6 +119,11 @@ class Router(Generic[T]):
     def __len__(self) -> int:
         return len(self._candidates)
 
+    @property
+    def matches_headers(self) -> bool:
+        """Whether any route matches on request headers."""
+        return any(c.headers for c in self._candidates)
+
     def match(
         self,
         host: str,

@@ -13,14 +13,14 @@ import email.parser
 import itertools
 import json
 import re
-from dataclasses import dataclass
 from enum import StrEnum
 from json.decoder import scanstring  # type: ignore[attr-defined]
+from typing import NamedTuple
 from urllib.parse import unquote_plus
 
 from mitmproxy import http
 
-from .fastpath import header
+from .fastpath import RequestHead, header
 
 PARAM = "access_token"
 MAX_BODY_BYTES = 1024 * 1024
@@ -35,17 +35,17 @@ class TokenSource(StrEnum):
     HEADER = "header"
 
 
-@dataclass(frozen=True)
-class FoundToken:
+class FoundToken(NamedTuple):
     value: str
     source: TokenSource
 
 
-def find_token(request: http.Request) -> FoundToken | None:
+def find_token(request: http.Request, head: RequestHead | None = None) -> FoundToken | None:
+    """`head`: the request's head, when the caller read it already."""
     found = _body_token(request) or _query_token(request.path)
     if found:
         return found
-    auth = header(request.headers, b"authorization")
+    auth = head.authorization if head is not None else header(request.headers, b"authorization")
     if auth:
         parts = auth.split()
         if len(parts) == 2 and parts[0].lower() in ("bearer", "token"):
