@@ -20,6 +20,7 @@ from .cache import IntrospectionCache
 from .cache_options import CacheOptions
 from .decision import Decision, decide
 from .errors import ConfigError
+from .fastlane import METADATA_KEY, allow_cached
 from .fastpath import ClientURL, RequestHead, decision_logging, read_head, rewrite_headers
 from .fastpath import host_header as fast_host_header
 from .headers import spoofable_names, strip_spoofable
@@ -32,7 +33,6 @@ from .token import drop_form_field, remove_token
 
 logger = logging.getLogger("oauth2_introspection")
 
-METADATA_KEY = "oauth2_introspection"
 
 # The user's own keep_host_header, remembered across script reloads (this
 # module is not reloaded with the entry script, so the value survives).
@@ -199,6 +199,8 @@ class OAuth2Introspection:
             flow.comment = "oauth2-introspection: 503 no policy loaded"
             flow.marked = annotations.MARKERS["error"]
             return
+        if not self.report and not self.log_allowed and allow_cached(flow, policy, self.cache):
+            return  # the common case, decided and applied in one pass (fastlane.py)
         head = read_head(request)
         host_header = head.host_header
         client_host = host_header or request.host
@@ -309,7 +311,7 @@ class OAuth2Introspection:
             data = request.data
             if (data.scheme, data.host, data.port) != (scheme.encode(), host, port):
                 request.scheme, request.host, request.port = scheme, host, port
-            target_host = hostport(scheme, host, port)
+            target_host = service.upstream_host  # type: ignore[union-attr]
         else:
             mode = flow.client_conn.proxy_mode
             target_host = (

@@ -25,10 +25,11 @@ import hashlib
 import json
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, NamedTuple
 
-from cachetools import LRUCache, TLRUCache
+from cachetools import TLRUCache
 
 from .introspection import IntrospectionResult
 
@@ -83,13 +84,10 @@ class Lookup(NamedTuple):
 
 
 def make_key(prefix: bytes, token: str, extra: str = "") -> str:
-    h = hashlib.sha256(prefix)
-    h.update(b"\x00")
-    h.update(token.encode("utf-8", "surrogateescape"))
+    data = prefix + b"\x00" + token.encode("utf-8", "surrogateescape")
     if extra:
-        h.update(b"\x00")
-        h.update(extra.encode("utf-8", "surrogateescape"))
-    return h.hexdigest()
+        data += b"\x00" + extra.encode("utf-8", "surrogateescape")
+    return hashlib.sha256(data).hexdigest()
 
 
 def ttl_cap(active: bool, ttl: float) -> float:
@@ -108,8 +106,11 @@ class IntrospectionCache:
         self._clock = clock
         self._wallclock = wallclock
         self._entries: TLRUCache[str, CacheEntry] = self._new_store(maxsize)
-        self._decoded: LRUCache[str, tuple[CacheEntry, IntrospectionResult, dict[Any, Any]]] = (
-            LRUCache(min(maxsize, DECODED_MAXSIZE)))
+        # The hot set: decoded answers of the most recently used keys (plain
+        # OrderedDict LRU: a hit on it runs no Python-level cache code).
+        self._decoded: OrderedDict[str, tuple[CacheEntry, IntrospectionResult, dict[Any, Any]]]
+        self._decoded = OrderedDict()
+        self._decoded_max = min(maxsize, DECODED_MAXSIZE)
         self._inflight: dict[str, asyncio.Future[tuple[IntrospectionResult, bool]]] = {}
         #: optional shared second level (redis_cache.RedisL2)
         self.l2: Any = None
@@ -127,7 +128,8 @@ class IntrospectionCache:
         if maxsize == self.maxsize:
             return
         old, self._entries = self._entries, self._new_store(maxsize)
-        self._decoded = LRUCache(min(maxsize, DECODED_MAXSIZE))
+        self._decoded.clear()
+        self._decoded_max = min(maxsize, DECODED_MAXSIZE)
         old.expire()
         for key, entry in list(old.items())[-maxsize:]:
             self._entries[key] = entry
@@ -176,9 +178,16 @@ class IntrospectionCache:
         memo dict that lives as long (for values derived from the answer)."""
         hot = self._decoded.get(key)
         if hot is not None and hot[0] is entry:
+            self._decoded.move_to_end(key)
             return hot[1], hot[2]
         result, memo = entry.result, {}
         self._decoded[key] = (entry, result, memo)
+        self._decoded.move_to_end(key)
+        if len(self._decoded) > self._decoded_max:
+            cold, _ = self._decoded.popitem(last=False)
+            # hot hits skip the main store: its recency is brought up to date
+            # when a key leaves the hot set
+            self._entries.get(cold)
         return result, memo
 
     def put(self, key: str, result: IntrospectionResult, ttl: float) -> float | None:
@@ -200,8 +209,28 @@ class IntrospectionCache:
         self._entries[key] = CacheEntry(None, now - max(0.0, wall - stored_wall),
                                         now + (expires_wall - wall), raw=raw)
 
+    def hot(self, key: str) -> tuple[CacheEntry, IntrospectionResult, dict[Any, Any]] | None:
+        """The key's entry in the hot set, with its decoded answer and memo,
+        without checking whether it is still valid (the caller does, with its
+        ttl: see hit())."""
+        hot = self._decoded.get(key)
+        if hot is not None:
+            self._decoded.move_to_end(key)
+        return hot
+
+    def now(self) -> float:
+        return self._clock()
+
     def hit(self, key: str, ttl: float) -> Lookup | None:
         """The cached answer, without waiting for anything; None on a miss."""
+        hot = self._decoded.get(key)
+        if hot is not None:
+            entry = hot[0]
+            now = self._clock()
+            until = min(entry.expires_at, entry.stored_at + ttl_cap(entry.active, ttl))
+            if now < until:
+                self._decoded.move_to_end(key)
+                return Lookup(hot[1], True, until - now, False, False, hot[2])
         cached = self.get(key, ttl)
         if cached is None:
             return None

@@ -9,6 +9,7 @@ build the identity -> headers.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ from .fastpath import RequestHead
 from .headers import consumer_headers, credential_headers
 from .introspection import ClientPool, IntrospectionRequest, IntrospectionResult, introspect
 from .policy import PluginRuntime
-from .token import FoundToken, find_token
+from .token import FoundToken, TokenSource, find_token
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ async def decide(
         details["token_source"] = None
         return _failure(plugin, consumers, "missing token", responses.missing_token(), None,
                         details)
-    details["token_source"] = found.source.value
+    details["token_source"] = _SOURCE_NAMES[found.source]
 
     extra = f"{request.method} {request.path.split('?', 1)[0]}" if cfg.introspect_request else ""
     key = make_key(plugin.key_prefix, found.value, extra)
@@ -100,13 +101,15 @@ async def decide(
         return _failure(plugin, consumers, "invalid token", responses.invalid_token(), found,
                         details)
 
-    # Worked out once per cached answer and plugin (memo), not per request.
+    # Worked out once per cached answer, plugin and consumer set (memo), not
+    # per request: a consumer created or deleted makes a new ConsumerStore.
     memo = lookup.memo
-    identity = memo.get(plugin.memo_key) if memo is not None else None
+    memo_key = (plugin.memo_key, consumers)
+    identity = memo.get(memo_key) if memo is not None else None
     if identity is None:
         identity = identity_for(lookup.result.claims, cfg, consumers)
         if memo is not None:
-            memo[plugin.memo_key] = identity
+            memo[memo_key] = identity
     if identity.dropped:
         logger.warning(
             "%s: dropped claim(s) %s for token %s: value contains CR, LF, NUL or another "
@@ -117,12 +120,16 @@ async def decide(
         details["consumer"] = dict(identity.consumer)
     return Decision(
         "allowed",
-        f"allowed {identity.who} ({_cache_text(lookup)})",
+        f"allowed {identity.who} ({cache_text(lookup)})",
         set_headers=identity.set_headers,
         fields=identity.fields,
         hide=found if cfg.hide_credentials else None,
         details=details,
     )
+
+
+#: token sources as plain strings for the metadata (no enum machinery per request)
+_SOURCE_NAMES = {source: source.value for source in TokenSource}
 
 
 class _Fetch:
@@ -234,10 +241,10 @@ def _consumer_details(consumer: ConsumerRecord) -> dict[str, Any]:
     return {"id": consumer.id, "username": consumer.username, "custom_id": consumer.custom_id}
 
 
-def _cache_text(lookup: Lookup) -> str:
+def cache_text(lookup: Lookup) -> str:
     state = "cache hit" if lookup.hit else ("shared call" if lookup.shared else "introspected")
     if lookup.remaining is None:
         return f"{state}, not cached"
-    if lookup.remaining == float("inf"):
+    if lookup.remaining == math.inf:
         return f"{state}, cached until flushed"
     return f"{state}, {int(lookup.remaining)} s left"

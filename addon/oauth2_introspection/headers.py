@@ -34,7 +34,7 @@ STANDARD_CLAIM_HEADERS: tuple[tuple[str, str], ...] = (
 )
 
 _SPOOFABLE_PREFIXES = ("x-consumer-", "x-credential-")
-_SPOOFABLE_PREFIXES_B = (b"x-consumer-", b"x-credential-")
+SPOOFABLE_PREFIXES_B = (b"x-consumer-", b"x-credential-")
 _UNSAFE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
@@ -58,7 +58,7 @@ def strip_spoofable(headers: http.Headers) -> list[str]:
 
 def is_spoofable(lower: bytes) -> bool:
     """Whether a (lower-case) header name is one of the identity headers."""
-    return lower.startswith(_SPOOFABLE_PREFIXES_B) or lower == b"x-anonymous-consumer"
+    return lower.startswith(SPOOFABLE_PREFIXES_B) or lower == b"x-anonymous-consumer"
 
 
 def custom_claim_header(claim: str) -> str:

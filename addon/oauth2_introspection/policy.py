@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mitmproxy.net.http.url import hostport
+
 from .config import (
     ID_NAMESPACE,
     Consumer,
@@ -194,8 +196,8 @@ class PluginRuntime:
     client_key: tuple[str, int]
     #: custom headers with Kong's underscore-to-dash rule applied, once
     introspection_headers: Mapping[str, str]
-    #: names this plugin, as compiled with one policy (its consumers included), in
-    #: the per-answer memo of derived values (decision.identity_for)
+    #: names this plugin, as compiled with one policy, in the per-answer memo
+    #: of derived values (decision.identity_for)
     memo_key: object = field(default_factory=object, compare=False, repr=False)
 
 
@@ -205,6 +207,8 @@ class CompiledService:
     name: str | None
     #: (scheme, host, port, path); None sends to the reverse-mode target
     upstream: tuple[str, str, int, str] | None
+    #: the upstream's Host header value (worked out once, not per request)
+    upstream_host: str | None = None
 
 
 @dataclass(frozen=True)
@@ -258,6 +262,11 @@ class Policy:
         self._resolved: dict[tuple[str, str, str], Resolution] | None = (
             None if router.matches_headers else {})
 
+    def remembered(self, host: str, path: str, method: str) -> Resolution | None:
+        """resolve(), for a policy whose routes do not match on headers (and so
+        remembers its resolutions); None for one whose routes do."""
+        return None if self._resolved is None else self.resolve(host, path, method)
+
     def resolve(
         self, host: str, path: str, method: str, headers: Mapping[str, str] | None = None
     ) -> Resolution:
@@ -285,6 +294,12 @@ def _key_prefix(cfg: OAuth2IntrospectionConfig, headers: Mapping[str, str]) -> b
     for name, value in sorted(headers.items()):
         h.update(f"{name.lower()}:{value}\x00".encode())
     return h.digest()
+
+
+def _compile_service(s: _FlatService) -> CompiledService:
+    upstream = s.model.upstream()
+    host = hostport(*upstream[:3]) if upstream else None
+    return CompiledService(s.id, s.model.name, upstream, host)
 
 
 def compile_policy(
@@ -337,9 +352,7 @@ def compile_policy(
             global_plugin = rt
         plugins.append(rt)
 
-    compiled_services = {
-        s.id: CompiledService(s.id, s.model.name, s.model.upstream()) for s in flat.services
-    }
+    compiled_services = {s.id: _compile_service(s) for s in flat.services}
     specs: list[RouteSpec[CompiledRoute]] = []
     for r in flat.routes:
         svc_flat = services_idx[r.service_ref] if r.service_ref else None

@@ -42,9 +42,12 @@ class FoundToken(NamedTuple):
 
 def find_token(request: http.Request, head: RequestHead | None = None) -> FoundToken | None:
     """`head`: the request's head, when the caller read it already."""
-    found = _body_token(request) or _query_token(request.path)
-    if found:
-        return found
+    # Most requests have neither a body nor a query: skip both lookups then.
+    data = request.data
+    if data.content or b"?" in data.path:
+        found = _body_token(request) or _query_token(request.path)
+        if found:
+            return found
     auth = head.authorization if head is not None else header(request.headers, b"authorization")
     if auth:
         parts = auth.split()

@@ -593,3 +593,23 @@ async def test_a_502_is_logged_as_a_warning_with_the_reason_on_the_flow(
 )
 def test_safe_url_masks_the_access_token(url: str, shown: str) -> None:
     assert safe_url(http.Request.make("GET", url)) == shown
+
+
+def test_the_entry_script_names_every_other_hook_as_none() -> None:
+    """mitmproxy looks every hook name up on the entry module for every event;
+    a missing module attribute costs an exception each time."""
+    import importlib.util
+
+    from mitmproxy import hooks
+
+    path = Path(__file__).resolve().parents[2] / "addon" / "introspect.py"
+    spec = importlib.util.spec_from_file_location("introspect_entry_test", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name in ("requestheaders", "request", "responseheaders", "response", "update",
+                 "add_log", "client_connected"):
+        assert name in hooks.all_hooks
+        assert getattr(module, name) is None
+    assert type(module.addons[0]).__name__ == "OAuth2Introspection"
+    assert callable(module.addons[0].request)

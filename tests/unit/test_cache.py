@@ -373,3 +373,38 @@ async def test_the_call_completes_and_is_cached_even_if_every_waiter_leaves(
     hit = await cache.lookup("k", 30, fetch)
     assert hit.hit
     assert fetch.calls == 1
+
+
+def test_hot_hits_honour_expiry_each_plugins_ttl_and_flush(
+    cache: IntrospectionCache, clock: Clock
+) -> None:
+    cache.put("k", active(exp=NOW + 100), 3600)
+    assert cache.hit("k", 3600) is not None  # decoded: now in the hot set
+    hot = cache.hit("k", 3600)
+    assert hot is not None and hot.hit and hot.memo is not None
+    assert hot.remaining == pytest.approx(100)
+    assert cache.hit("k", 10).remaining == pytest.approx(10)  # a shorter ttl of another plugin
+    clock.advance(10)
+    assert cache.hit("k", 10) is None
+    assert cache.hit("k", 3600) is not None
+    clock.advance(90)
+    assert cache.hit("k", 3600) is None  # past exp
+    cache.put("k", active(), 3600)
+    assert cache.hit("k", 3600) is not None
+    cache.flush("k")
+    assert cache.hit("k", 3600) is None
+
+
+def test_the_hot_set_is_bounded_and_leaving_it_refreshes_the_main_store(clock: Clock) -> None:
+    cache = IntrospectionCache(maxsize=3, clock=clock.monotonic, wallclock=clock.time)
+    for k in "abc":
+        cache.put(k, active(), 60)
+        assert cache.hit(k, 60) is not None
+    for _ in range(3):
+        assert cache.hit("a", 60) is not None  # hot hits: the main store is not touched
+    assert len(cache._decoded) == 3
+    cache.put("d", active(), 60)  # the main store evicts its least recently used: a
+    assert cache.get("a", 60) is None
+    assert cache.hit("a", 60) is not None  # still hot, still valid: served
+    assert cache.hit("d", 60) is not None  # decodes d: b leaves the hot set
+    assert len(cache._decoded) == 3 and "b" not in cache._decoded

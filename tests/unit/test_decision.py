@@ -206,6 +206,17 @@ async def test_the_consumer_lookup_is_not_frozen_in_the_token_cache(make) -> Non
     second = await s.decide(bearer())
     assert second.details["cache"] == "hit"
     assert second.set_headers["X-Consumer-ID"] == "new-id"
+    assert (await s.decide(bearer())).fields is second.fields  # worked out once per answer
+    s.consumers = ConsumerStore([ConsumerRecord("other-id", "newcomer", None)])
+    third = await s.decide(bearer())
+    assert third.set_headers["X-Consumer-ID"] == "other-id"
+    assert (b"X-Consumer-ID", b"other-id") in third.fields
+
+
+async def test_the_identity_headers_come_ready_to_append(make) -> None:
+    s = make()
+    d = await s.decide(bearer())
+    assert d.fields == tuple((k.encode(), v.encode()) for k, v in d.set_headers.items())
 
 
 async def test_custom_claims_are_forwarded(make) -> None:

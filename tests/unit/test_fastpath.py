@@ -12,9 +12,10 @@ from oauth2_introspection.fastpath import (
     decision_logging,
     header,
     host_header,
+    read_head,
     rewrite_headers,
 )
-from oauth2_introspection.headers import strip_spoofable
+from oauth2_introspection.headers import spoofable_names, strip_spoofable
 
 
 def _req(*fields: tuple[bytes, bytes], path: bytes = b"/p?q=1",
@@ -33,6 +34,25 @@ def test_header_and_host_header_match_mitmproxy(fields) -> None:
     req = _req(*fields)
     assert header(req.headers, b"authorization") == req.headers.get("authorization")
     assert host_header(req) == req.host_header
+
+
+@pytest.mark.parametrize("fields", [
+    (),
+    ((b"Host", b"a.test"), (b"Authorization", b"Bearer t")),
+    ((b"host", b"a.test"), (b"X-Consumer-ID", b"f"), (b"HOST", b"b.test")),
+    ((b"authorization", b"Bearer a"), (b"Authorization", b"Bearer b"), (b"x-credential-sub", b"s")),
+    ((b"X-Anonymous-Consumer", b"true"),),
+    ((b"X-Other", b"1"), (b"Authorization", b"Token t\xc3\xa9")),
+])
+@pytest.mark.parametrize("version", [b"HTTP/1.1", b"HTTP/2.0"])
+def test_read_head_reads_what_mitmproxy_reads(fields, version) -> None:
+    req = _req(*fields, version=version)
+    if version == b"HTTP/2.0":
+        req.authority = "h2.test"
+    head = read_head(req)
+    assert head.host_header == req.host_header
+    assert head.authorization == req.headers.get("authorization")
+    assert head.spoofed == bool(spoofable_names(req.headers))
 
 
 def test_host_header_for_http2_uses_the_authority() -> None:

@@ -313,3 +313,40 @@ def test_a_consumer_label_prefers_username_then_custom_id_then_id() -> None:
     assert ConsumerRecord("i", "u", "c").label == "u"
     assert ConsumerRecord("i", None, "c").label == "c"
     assert ConsumerRecord("i", None, None).label == "i"
+
+
+def test_resolutions_are_remembered_per_host_path_and_method(monkeypatch) -> None:
+    policy = compile_data(PRECEDENCE)
+    calls: list[str] = []
+    match = policy.router.match
+
+    def counting(host: str, path: str, *args: Any) -> Any:
+        calls.append(path)
+        return match(host, path, *args)
+
+    monkeypatch.setattr(policy.router, "match", counting)
+    first = policy.resolve("h", "/route?access_token=a", "GET")
+    assert policy.resolve("h", "/route?other=b", "GET") is first  # the query is not routed on
+    assert plugin_url(policy, "/route", method="POST") == "http://route/"
+    assert plugin_url(policy, "/top") == "http://top/"
+    assert calls == ["/route?access_token=a", "/route", "/top"]
+
+
+def test_the_resolution_memo_is_bounded(monkeypatch) -> None:
+    monkeypatch.setattr("oauth2_introspection.policy.RESOLUTION_MEMO_SIZE", 3)
+    policy = compile_data(PRECEDENCE)
+    for i in range(10):
+        assert plugin_url(policy, f"/route/{i}") == "http://route/"
+        assert len(policy._resolved or {}) <= 3
+
+
+def test_routes_matching_headers_are_resolved_every_time() -> None:
+    policy = compile_data({"services": [{
+        "name": "svc", "url": "http://up.test",
+        "routes": [{"name": "v2", "paths": ["/"], "headers": {"x-version": ["2"]},
+                    "plugins": [plugin("http://v2/")]},
+                   {"name": "any", "paths": ["/"], "plugins": [plugin("http://any/")]}]}]})
+    v2 = policy.resolve("h", "/x", "GET", {"x-version": "2"})
+    other = policy.resolve("h", "/x", "GET", {"x-version": "1"})
+    assert v2.plugin is not None and v2.plugin.config.introspection_url == "http://v2/"
+    assert other.plugin is not None and other.plugin.config.introspection_url == "http://any/"

@@ -1,0 +1,207 @@
+"""The cached-token fast lane: the most common request, allowed in one pass.
+
+A request takes it when it is the plain case (HTTP/1.1, no body, no query, one
+Host, one `Authorization: Bearer` header, no identity header sent) on a route
+found in the policy's resolution memo, to a service with its own URL and no
+path rewriting, and its token's active answer is in the cache's hot set with
+the identity already worked out (a request with this token went the general
+way before). Anything else returns False and takes the general path
+(addon._handle -> decide), which the lane never contradicts: the same
+headers, metadata, comment and marker (tests/unit/test_fastlane.py compares
+both on the same requests).
+
+Why it exists: inside mitmproxy each step of the general path runs with cold
+CPU caches, between mitmproxy's own work, and costs several times what it
+does in a tight loop; doing the cached case in one function with one pass
+over the header fields is what keeps the addon's cost near plain mitmdump's
+(docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+from mitmproxy import http
+from mitmproxy.net.http.url import hostport
+from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
+
+from .annotations import MARKERS
+from .cache import CacheEntry, IntrospectionCache, make_key, ttl_cap
+from .consumers import ConsumerStore
+from .headers import SPOOFABLE_PREFIXES_B
+from .policy import PluginRuntime, Policy, Resolution
+
+METADATA_KEY = "oauth2_introspection"
+_ALLOWED = MARKERS["allowed"]
+_HIDDEN = ("header:Authorization",)
+#: plans kept per cached answer (one per route and client Host it is used on)
+MAX_PLANS = 32
+
+
+def allow_cached(flow: http.HTTPFlow, policy: Policy, cache: IntrospectionCache) -> bool:
+    """Allow `flow` if it is the cached case (see above); False: not handled,
+    nothing changed."""
+    request = flow.request
+    data = request.data
+    if data.content or b"?" in data.path or data.http_version != b"HTTP/1.1":
+        return False
+    host: bytes | None = None
+    auth: bytes | None = None
+    for name, value in data.headers.fields:
+        lower = name.lower()
+        if lower == b"host":
+            if host is not None:
+                return False
+            host = value
+        elif lower == b"authorization":
+            if auth is not None:
+                return False
+            auth = value
+        elif lower.startswith(SPOOFABLE_PREFIXES_B) or lower == b"x-anonymous-consumer":
+            return False
+    if host is None or auth is None:
+        return False
+    parts = auth.decode("utf-8", "surrogateescape").split()
+    if len(parts) != 2 or parts[0].lower() not in ("bearer", "token"):
+        return False
+    client_host = host.decode("utf-8", "surrogateescape")
+    path = data.path.decode("utf-8", "surrogateescape")
+    method = data.method.decode("utf-8", "surrogateescape")
+    if method == "OPTIONS":
+        return False
+    resolution = policy.remembered(client_host, path, method)
+    if resolution is None or resolution.plugin is None or resolution.match is None:
+        return False
+    plugin = resolution.plugin
+    key = make_key(plugin.key_prefix, parts[1])
+    hot = cache.hot(key)
+    if hot is None:
+        return False
+    entry, _, memo = hot
+    route = resolution.match.target
+    plan = memo.get((route.id, client_host))
+    if plan is None or plan.plugin is not plugin or plan.consumers is not policy.consumers:
+        if len(memo) >= MAX_PLANS:
+            return False  # e.g. one token sent with ever new Host values: the general way
+        plan = _plan(flow, policy, resolution, client_host, memo, entry)
+        if plan is None:
+            return False
+        memo[(route.id, client_host)] = plan
+    left = plan.until - cache.now()
+    if left <= 0:
+        return False
+
+    # Decided: allowed. Apply it as addon._handle and _send_upstream would.
+    if plan.upstream is not None:
+        scheme, up_host, port = plan.upstream
+        if (data.scheme, data.host, data.port) != (scheme, up_host, port):
+            request.scheme, request.host, request.port = scheme, up_host, port
+    encoded_host = host if plan.host is None else plan.host
+    hide = plan.hide
+    fields: list[tuple[bytes, bytes]] = []
+    for field in data.headers.fields:
+        lower = field[0].lower()
+        if lower == b"host":
+            fields.append((field[0], encoded_host))
+        elif not (hide and lower == b"authorization"):
+            fields.append(field)
+    fields.extend(plan.fields)
+    data.headers.fields = tuple(fields)
+
+    meta = plan.meta.copy()
+    meta["client_path"] = path
+    meta["removed_headers"] = []
+    meta["token_id"] = key[:12]
+    meta["cache_remaining_s"] = round(left, 1)
+    meta["added_headers"] = list(plan.added)
+    if plan.consumer is not None:
+        meta["consumer"] = dict(plan.consumer)
+    if hide:
+        meta["hidden_credentials"] = list(_HIDDEN)
+    flow.metadata[METADATA_KEY] = meta
+    flow.comment = (f"{plan.comment}cached until flushed)" if left == math.inf
+                    else f"{plan.comment}{int(left)} s left)")
+    flow.marked = _ALLOWED
+    return True
+
+
+class _Plan(NamedTuple):
+    """Everything about allowing one cached answer on one route, worked out
+    once (kept in the answer's memo, so it goes with the answer)."""
+
+    plugin: PluginRuntime
+    consumers: ConsumerStore
+    #: when the answer stops being valid for this plugin (cache clock)
+    until: float
+    #: (scheme, host, port) to send to; None: the reverse-mode target as is
+    upstream: tuple[bytes, str, int] | None
+    #: the Host to send; None: the client's
+    host: bytes | None
+    hide: bool
+    fields: tuple[tuple[bytes, bytes], ...]
+    added: tuple[str, ...]
+    consumer: dict[str, Any] | None
+    #: the metadata every such flow gets (copied per flow)
+    meta: dict[str, Any]
+    #: the flow comment up to the seconds left
+    comment: str
+
+
+def _plan(flow: http.HTTPFlow, policy: Policy, resolution: Resolution, client_host: str,
+          memo: dict[Any, Any], entry: CacheEntry) -> _Plan | None:
+    """The plan, when the general path has already worked out this answer's
+    identity for this plugin and nothing asks for the general path."""
+    plugin = resolution.plugin
+    assert plugin is not None and resolution.match is not None
+    cfg = plugin.config
+    route = resolution.match.target
+    service = route.service
+    upstream = service.upstream if service is not None else None
+    if cfg.introspect_request or not entry.active:
+        return None
+    if (upstream is not None and upstream[3]) or (route.strip_path
+                                                  and resolution.match.matched_prefix):
+        return None  # a rewritten path: the general way
+    identity = memo.get((plugin.memo_key, policy.consumers))
+    if identity is None or identity.dropped:
+        return None  # not worked out yet (the general path does it), or logged each time
+    if upstream is not None:
+        target: str | None = service.upstream_host  # type: ignore[union-attr]
+    else:
+        target = reverse_target(flow.client_conn.proxy_mode)
+    host_value = client_host if route.preserve_host else target
+    until = min(entry.expires_at, entry.stored_at + ttl_cap(entry.active, cfg.ttl))
+    return _Plan(
+        plugin=plugin,
+        consumers=policy.consumers,
+        until=until,
+        upstream=(upstream[0].encode(), upstream[1], upstream[2]) if upstream else None,
+        host=None if host_value is None else host_value.encode("utf-8", "surrogateescape"),
+        hide=cfg.hide_credentials,
+        fields=identity.fields,
+        added=tuple(sorted(identity.set_headers)),
+        consumer=identity.consumer,
+        meta={
+            "route": route.label,
+            "service": (service.name or service.id) if service is not None else None,
+            "client_host": client_host,
+            "plugin": plugin.label,
+            "plugin_id": plugin.id,
+            "token_source": "header",
+            "cache": "hit",
+            "introspection_latency_ms": None,
+            "active": True,
+            "outcome": "allowed",
+        },
+        comment=(f"oauth2-introspection [route {route.label}, {plugin.label}]: "
+                 f"allowed {identity.who} (cache hit, "),
+    )
+
+
+def reverse_target(mode: ProxyMode) -> str | None:
+    """The Host of the reverse-mode target (None: not reverse mode)."""
+    if not isinstance(mode, ReverseMode):
+        return None
+    scheme = mode.scheme if mode.scheme in ("http", "https") else "http"
+    return hostport(scheme, *mode.address)
