@@ -96,6 +96,10 @@ def ttl_cap(active: bool, ttl: float) -> float:
     return limit if active else min(limit, NEGATIVE_TTL)
 
 
+#: an answer of the hot set: the entry, its decoded answer, its memo
+Hot = tuple[CacheEntry, IntrospectionResult, dict[Any, Any]]
+
+
 class IntrospectionCache:
     def __init__(
         self,
@@ -108,7 +112,7 @@ class IntrospectionCache:
         self._entries: TLRUCache[str, CacheEntry] = self._new_store(maxsize)
         # The hot set: decoded answers of the most recently used keys (plain
         # OrderedDict LRU: a hit on it runs no Python-level cache code).
-        self._decoded: OrderedDict[str, tuple[CacheEntry, IntrospectionResult, dict[Any, Any]]]
+        self._decoded: OrderedDict[str, Hot]
         self._decoded = OrderedDict()
         self._decoded_max = min(maxsize, DECODED_MAXSIZE)
         self._inflight: dict[str, asyncio.Future[tuple[IntrospectionResult, bool]]] = {}
@@ -209,14 +213,19 @@ class IntrospectionCache:
         self._entries[key] = CacheEntry(None, now - max(0.0, wall - stored_wall),
                                         now + (expires_wall - wall), raw=raw)
 
-    def hot(self, key: str) -> tuple[CacheEntry, IntrospectionResult, dict[Any, Any]] | None:
-        """The key's entry in the hot set, with its decoded answer and memo,
-        without checking whether it is still valid (the caller does, with its
-        ttl: see hit())."""
+    def hot(self, key: str, ttl: float) -> Hot | None:
+        """The key's entry with its decoded answer and memo, from the hot set
+        (not checked for validity: the caller does, see hit()) or else from the
+        main store (valid for `ttl`, and decoded into the hot set)."""
         hot = self._decoded.get(key)
         if hot is not None:
             self._decoded.move_to_end(key)
-        return hot
+            return hot
+        cached = self.get(key, ttl)
+        if cached is None:
+            return None
+        self.decoded(key, cached[0])
+        return self._decoded.get(key)
 
     def now(self) -> float:
         return self._clock()

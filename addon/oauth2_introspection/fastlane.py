@@ -2,10 +2,9 @@
 
 A request takes it when it is the plain case (HTTP/1.1, no body, no query, one
 Host, one `Authorization: Bearer` header, no identity header sent) on a route
-found in the policy's resolution memo, to a service with its own URL and no
-path rewriting, and its token's active answer is in the cache's hot set with
-the identity already worked out (a request with this token went the general
-way before). Anything else returns False and takes the general path
+found in the policy's resolution memo, without path rewriting, and its
+token's active answer is in the cache (the general path introspected it
+before). Anything else returns False and takes the general path
 (addon._handle -> decide), which the lane never contradicts: the same
 headers, metadata, comment and marker (tests/unit/test_fastlane.py compares
 both on the same requests).
@@ -29,7 +28,9 @@ from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
 from .annotations import MARKERS
 from .cache import CacheEntry, IntrospectionCache, make_key, ttl_cap
 from .consumers import ConsumerStore
+from .decision import identity_for
 from .headers import SPOOFABLE_PREFIXES_B
+from .introspection import IntrospectionResult
 from .policy import PluginRuntime, Policy, Resolution
 
 METADATA_KEY = "oauth2_introspection"
@@ -75,16 +76,16 @@ def allow_cached(flow: http.HTTPFlow, policy: Policy, cache: IntrospectionCache)
         return False
     plugin = resolution.plugin
     key = make_key(plugin.key_prefix, parts[1])
-    hot = cache.hot(key)
+    hot = cache.hot(key, plugin.config.ttl)
     if hot is None:
         return False
-    entry, _, memo = hot
+    entry, result, memo = hot
     route = resolution.match.target
     plan = memo.get((route.id, client_host))
     if plan is None or plan.plugin is not plugin or plan.consumers is not policy.consumers:
         if len(memo) >= MAX_PLANS:
             return False  # e.g. one token sent with ever new Host values: the general way
-        plan = _plan(flow, policy, resolution, client_host, memo, entry)
+        plan = _plan(flow, policy, resolution, client_host, memo, entry, result)
         if plan is None:
             return False
         memo[(route.id, client_host)] = plan
@@ -149,9 +150,9 @@ class _Plan(NamedTuple):
 
 
 def _plan(flow: http.HTTPFlow, policy: Policy, resolution: Resolution, client_host: str,
-          memo: dict[Any, Any], entry: CacheEntry) -> _Plan | None:
-    """The plan, when the general path has already worked out this answer's
-    identity for this plugin and nothing asks for the general path."""
+          memo: dict[Any, Any], entry: CacheEntry, result: IntrospectionResult) -> _Plan | None:
+    """The plan, unless something about the answer, plugin or route asks for
+    the general path."""
     plugin = resolution.plugin
     assert plugin is not None and resolution.match is not None
     cfg = plugin.config
@@ -164,8 +165,11 @@ def _plan(flow: http.HTTPFlow, policy: Policy, resolution: Resolution, client_ho
                                                   and resolution.match.matched_prefix):
         return None  # a rewritten path: the general way
     identity = memo.get((plugin.memo_key, policy.consumers))
-    if identity is None or identity.dropped:
-        return None  # not worked out yet (the general path does it), or logged each time
+    if identity is None:  # worked out as decide() does, and kept where it looks
+        identity = identity_for(result.claims, cfg, policy.consumers)
+        memo[(plugin.memo_key, policy.consumers)] = identity
+    if identity.dropped:
+        return None  # logged on every request: the general path does that
     if upstream is not None:
         target: str | None = service.upstream_host  # type: ignore[union-attr]
     else:
