@@ -29,7 +29,7 @@ from .annotations import MARKERS
 from .cache import CacheEntry, IntrospectionCache, make_key, ttl_cap
 from .consumers import ConsumerStore
 from .decision import identity_for
-from .headers import SPOOFABLE_PREFIXES_B
+from .fastpath import read_head, rewrite_headers
 from .introspection import IntrospectionResult
 from .policy import PluginRuntime, Policy, Resolution
 
@@ -47,26 +47,13 @@ def allow_cached(flow: http.HTTPFlow, policy: Policy, cache: IntrospectionCache)
     data = request.data
     if data.content or b"?" in data.path or data.http_version != b"HTTP/1.1":
         return False
-    host: bytes | None = None
-    auth: bytes | None = None
-    for name, value in data.headers.fields:
-        lower = name.lower()
-        if lower == b"host":
-            if host is not None:
-                return False
-            host = value
-        elif lower == b"authorization":
-            if auth is not None:
-                return False
-            auth = value
-        elif lower.startswith(SPOOFABLE_PREFIXES_B) or lower == b"x-anonymous-consumer":
-            return False
-    if host is None or auth is None:
+    head = read_head(request)
+    if head.spoofed or head.host_header is None or head.authorization is None:
         return False
-    parts = auth.decode("utf-8", "surrogateescape").split()
+    parts = head.authorization.split()
     if len(parts) != 2 or parts[0].lower() not in ("bearer", "token"):
         return False
-    client_host = host.decode("utf-8", "surrogateescape")
+    client_host = head.host_header
     path = data.path.decode("utf-8", "surrogateescape")
     method = data.method.decode("utf-8", "surrogateescape")
     if method == "OPTIONS":
@@ -98,17 +85,8 @@ def allow_cached(flow: http.HTTPFlow, policy: Policy, cache: IntrospectionCache)
         scheme, up_host, port = plan.upstream
         if (data.scheme, data.host, data.port) != (scheme, up_host, port):
             request.scheme, request.host, request.port = scheme, up_host, port
-    encoded_host = host if plan.host is None else plan.host
-    hide = plan.hide
-    fields: list[tuple[bytes, bytes]] = []
-    for field in data.headers.fields:
-        lower = field[0].lower()
-        if lower == b"host":
-            fields.append((field[0], encoded_host))
-        elif not (hide and lower == b"authorization"):
-            fields.append(field)
-    fields.extend(plan.fields)
-    data.headers.fields = tuple(fields)
+    rewrite_headers(request, plan.host, add=plan.fields,
+                    drop=b"authorization" if plan.hide else None)
 
     meta = plan.meta.copy()
     meta["client_path"] = path
@@ -118,7 +96,7 @@ def allow_cached(flow: http.HTTPFlow, policy: Policy, cache: IntrospectionCache)
     meta["added_headers"] = list(plan.added)
     if plan.consumer is not None:
         meta["consumer"] = dict(plan.consumer)
-    if hide:
+    if plan.hide:
         meta["hidden_credentials"] = list(_HIDDEN)
     flow.metadata[METADATA_KEY] = meta
     flow.comment = (f"{plan.comment}cached until flushed)" if left == math.inf
@@ -138,7 +116,7 @@ class _Plan(NamedTuple):
     #: (scheme, host, port) to send to; None: the reverse-mode target as is
     upstream: tuple[bytes, str, int] | None
     #: the Host to send; None: the client's
-    host: bytes | None
+    host: str | None
     hide: bool
     fields: tuple[tuple[bytes, bytes], ...]
     added: tuple[str, ...]
@@ -181,7 +159,7 @@ def _plan(flow: http.HTTPFlow, policy: Policy, resolution: Resolution, client_ho
         consumers=policy.consumers,
         until=until,
         upstream=(upstream[0].encode(), upstream[1], upstream[2]) if upstream else None,
-        host=None if host_value is None else host_value.encode("utf-8", "surrogateescape"),
+        host=host_value,
         hide=cfg.hide_credentials,
         fields=identity.fields,
         added=tuple(sorted(identity.set_headers)),

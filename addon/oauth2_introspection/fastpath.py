@@ -106,16 +106,17 @@ def host_header(request: http.Request) -> str | None:
 
 
 def rewrite_headers(request: http.Request, host: str | None, *, strip: bool = False,
-                    add: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+                    add: tuple[tuple[bytes, bytes], ...] = (), drop: bytes | None = None) -> None:
     """Every header change the hook makes, in one rebuild of the header list:
     the Host set to `host` (as `request.host_header = host` does: on HTTP/1 the
     first Host field keeps its place and name and the others go, none: one is
     appended; None leaves it alone), the identity headers the client sent
-    dropped (`strip`), and `add` appended (raw fields)."""
+    dropped (`strip`), every `drop` field (a lower-case name) removed, and
+    `add` appended (raw fields)."""
     if host is not None and (request.is_http2 or request.is_http3):
         request.host_header = host  # the :authority pseudo-header
         host = None
-    if host is None and not strip and not add:
+    if host is None and not strip and not add and drop is None:
         return
     headers = request.data.headers
     encoded = host.encode("utf-8", "surrogateescape") if host is not None else None
@@ -127,7 +128,7 @@ def rewrite_headers(request: http.Request, host: str | None, *, strip: bool = Fa
             if not host_done:
                 fields.append((field[0], encoded))
                 host_done = True
-        elif not (strip and is_spoofable(name)):
+        elif not (strip and is_spoofable(name)) and name != drop:
             fields.append(field)
     if not host_done:
         fields.append((b"Host", encoded))  # type: ignore[arg-type]

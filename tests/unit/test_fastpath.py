@@ -119,3 +119,10 @@ def test_decision_logging_follows_termlog_verbosity() -> None:
     Opts.termlog_verbosity = "debug"
     assert decision_logging(Opts()) is True
     assert decision_logging(object()) is True  # no terminal log: keep every line
+
+
+def test_rewrite_headers_drops_every_field_of_a_name() -> None:
+    req = _req((b"Authorization", b"Bearer a"), (b"Host", b"a"), (b"authorization", b"Bearer b"),
+               (b"X", b"1"))
+    rewrite_headers(req, None, drop=b"authorization", add=((b"X-Consumer-ID", b"c"),))
+    assert req.headers.fields == ((b"Host", b"a"), (b"X", b"1"), (b"X-Consumer-ID", b"c"))
