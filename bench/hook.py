@@ -4,6 +4,7 @@
     .venv/bin/python bench/hook.py                      # this checkout
     .venv/bin/python bench/hook.py --addon-dir DIR      # another copy of addon/
     .venv/bin/python bench/hook.py --profile            # and cProfile's top entries
+    .venv/bin/python bench/hook.py --tokens 10000       # (d): more tokens than the hot set
 
 No network and no proxy: mitmproxy's own test flows go through the hook of an
 addon configured like bench/run.py's (one route, one plugin, one consumer),
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import sys
 import tempfile
 import time
@@ -29,6 +31,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=20_000)
     p.add_argument("--addon-dir", type=Path, default=ROOT / "addon")
+    p.add_argument("--tokens", type=int, default=1,
+                   help="distinct cached tokens, picked at random (10000: bench/run.py's (d))")
     p.add_argument("--log-allowed", action="store_true",
                    help="build the debug line of allowed requests (termlog_verbosity=debug)")
     p.add_argument("--profile", action="store_true")
@@ -69,12 +73,16 @@ async def run(args: argparse.Namespace) -> int:
             "iss": "http://127.0.0.1/bench-idp", "iat": now, "exp": now + 3600,
         }).encode()
         plugin = addon.policy.plugins[0]
-        addon.cache.put(make_key(plugin.key_prefix, "tok"), parse_answer(answer), 3600)
+        tokens = [f"tok{i}" for i in range(args.tokens)]
+        for token in tokens:
+            addon.cache.put(make_key(plugin.key_prefix, token), parse_answer(answer), 3600)
+        rng = random.Random(1)
 
         def flows(n: int) -> list:
             return [tflow.tflow(req=tutils.treq(
                 host="127.0.0.1", port=8080, path=b"/bench", content=b"",
-                headers=((b"host", b"bench.test"), (b"authorization", b"Bearer tok"),
+                headers=((b"host", b"bench.test"),
+                         (b"authorization", f"Bearer {rng.choice(tokens)}".encode()),
                          (b"user-agent", b"wrk")))) for _ in range(n)]
 
         for f in flows(500):  # warm-up
@@ -86,7 +94,7 @@ async def run(args: argparse.Namespace) -> int:
         elapsed = time.perf_counter() - started
         assert batch[-1].response is None, batch[-1].response
         print(f"{elapsed / len(batch) * 1e6:.1f} us per request in the hook "
-              f"({len(batch)} cached-token requests, {args.addon_dir})")
+              f"({len(batch)} requests, {args.tokens} cached token(s), {args.addon_dir})")
         if args.profile:
             import cProfile
             import pstats

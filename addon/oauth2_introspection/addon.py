@@ -174,7 +174,11 @@ class OAuth2Introspection:
     async def request(self, flow: http.HTTPFlow) -> None:
         if not (flow.response or flow.error or not flow.live):
             try:
-                await self._handle(flow)
+                policy = self.policy
+                # the common case first, decided and applied in one pass (fastlane.py)
+                if (policy is None or self.report or self.log_allowed
+                        or not allow_cached(flow, policy, self.cache)):
+                    await self._handle(flow)
             except Exception:
                 # mitmproxy forwards a flow whose hook raised: never let that happen.
                 logger.exception("oauth2-introspection: internal error on %s; answering 500",
@@ -199,8 +203,6 @@ class OAuth2Introspection:
             flow.comment = "oauth2-introspection: 503 no policy loaded"
             flow.marked = annotations.MARKERS["error"]
             return
-        if not self.report and not self.log_allowed and allow_cached(flow, policy, self.cache):
-            return  # the common case, decided and applied in one pass (fastlane.py)
         head = read_head(request)
         host_header = head.host_header
         client_host = host_header or request.host

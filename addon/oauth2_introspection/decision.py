@@ -190,8 +190,21 @@ def identity_for(claims: Any, cfg: Any, consumers: ConsumerStore) -> Identity:
 
 
 def encode_fields(headers: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
-    return tuple((name.encode("utf-8", "surrogateescape"), value.encode("utf-8", "surrogateescape"))
-                 for name, value in headers.items())
+    return tuple([(_encoded_name(name), value.encode("utf-8", "surrogateescape"))
+                  for name, value in headers.items()])
+
+
+_NAMES: dict[str, bytes] = {}
+
+
+def _encoded_name(name: str) -> bytes:
+    # header names come from a small set: encode (and keep) each once
+    encoded = _NAMES.get(name)
+    if encoded is None:
+        encoded = name.encode("utf-8", "surrogateescape")
+        if len(_NAMES) < 1024:
+            _NAMES[name] = encoded
+    return encoded
 
 
 def _failure(

@@ -185,5 +185,13 @@ def reverse_target(mode: ProxyMode) -> str | None:
     """The Host of the reverse-mode target (None: not reverse mode)."""
     if not isinstance(mode, ReverseMode):
         return None
-    scheme = mode.scheme if mode.scheme in ("http", "https") else "http"
-    return hostport(scheme, *mode.address)
+    target = _REVERSE_TARGETS.get(mode.full_spec)
+    if target is None:
+        scheme = mode.scheme if mode.scheme in ("http", "https") else "http"
+        target = hostport(scheme, *mode.address)
+        if len(_REVERSE_TARGETS) < 64:  # one per listening mode, in practice
+            _REVERSE_TARGETS[mode.full_spec] = target
+    return target
+
+
+_REVERSE_TARGETS: dict[str, str] = {}

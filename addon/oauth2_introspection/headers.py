@@ -8,6 +8,7 @@ each request a plugin handles, then set ours.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -68,6 +69,8 @@ def custom_claim_header(claim: str) -> str:
 def format_claim(value: Any) -> str | None:
     """Render a claim as header text: numbers in decimal, arrays comma-joined,
     objects as compact JSON. None for a JSON null."""
+    if type(value) is str:  # the common case first
+        return value
     if value is None:
         return None
     if isinstance(value, bool):
@@ -99,14 +102,17 @@ def credential_headers(
     """
     out: dict[str, str] = {}
     dropped: list[str] = []
-    pairs = [*STANDARD_CLAIM_HEADERS, *((c, custom_claim_header(c)) for c in custom_claims)]
+    pairs, clashing = _claim_headers(tuple(custom_claims))
     seen: set[str] = set()
     for claim, header in pairs:
-        # A custom claim naming a standard one ("iss") would add the same
-        # header twice in another case: the first (standard) name wins.
-        if claim not in claims or header.lower() in seen:
+        if claim not in claims:
             continue
-        seen.add(header.lower())
+        if clashing:
+            # A custom claim naming a standard one ("iss") would add the same
+            # header twice in another case: the first (standard) name wins.
+            if header.lower() in seen:
+                continue
+            seen.add(header.lower())
         text = format_claim(claims[claim])
         if text is None:
             continue
@@ -115,6 +121,14 @@ def credential_headers(
             continue
         out[header] = text
     return out, dropped
+
+
+@functools.lru_cache(maxsize=256)
+def _claim_headers(custom_claims: tuple[str, ...]) -> tuple[tuple[tuple[str, str], ...], bool]:
+    """(claim, header) pairs in order for a plugin's custom claims, and whether
+    two of them name the same header (then the first present one wins)."""
+    pairs = (*STANDARD_CLAIM_HEADERS, *((c, custom_claim_header(c)) for c in custom_claims))
+    return pairs, len({h.lower() for _, h in pairs}) < len(pairs)
 
 
 def consumer_headers(consumer: ConsumerRecord, *, anonymous: bool = False) -> dict[str, str]:
