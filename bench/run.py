@@ -644,16 +644,22 @@ class Bench:
                     {**asdict(slow["load"]), "slow_status": slow["status"],
                      "slow_s": slow["slow_s"]})
 
-        # mitmweb without and with the addon (the same warm single token).
-        web = {}
-        for name, extra in (("web-plain", []), ("web-addon", self.addon_args)):
-            port = free_port()
-            self.mitm(name, "mitmweb", port, extra)
+        # mitmweb without and with the addon (the same warm single token), both
+        # running, in interleaved rounds like (b)-(d) (the median is reported).
+        web_ports = {"web-plain": free_port(), "web-addon": free_port()}
+        for name, port in web_ports.items():
+            self.mitm(name, "mitmweb", port, self.addon_args if name == "web-addon" else [])
+        for name, port in web_ports.items():
             self.procs.wait(name, port)
-            if extra:
+            if name == "web-addon":
                 asyncio.run(requests_with_tokens(port, [single], 1))
             self.loader.run(port, 1, "single", single)  # warm-up
-            web[name] = self.measure(name, port, kind="single", token=single)
+        web_runs: dict[str, list[Load]] = {name: [] for name in web_ports}
+        for _ in range(self.rounds):
+            for name, port in web_ports.items():
+                web_runs[name].append(self.measure(name, port, kind="single", token=single))
+        web = {name: median_load(loads) for name, loads in web_runs.items()}
+        for name in web_ports:
             self.procs.stop(name)
         self.figure(LABELS[14], web["web-plain"].line(), asdict(web["web-plain"]))
         self.figure(LABELS[15], web["web-addon"].line(), asdict(web["web-addon"]))
