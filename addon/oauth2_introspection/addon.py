@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
-from mitmproxy.net.http.url import hostport
 from mitmproxy.proxy.mode_specs import ReverseMode
 
 from . import annotations, responses
@@ -20,7 +19,7 @@ from .cache import IntrospectionCache
 from .cache_options import CacheOptions
 from .decision import Decision, decide
 from .errors import ConfigError
-from .fastlane import METADATA_KEY, allow_cached
+from .fastlane import METADATA_KEY, allow_cached, reverse_target
 from .fastpath import ClientURL, RequestHead, decision_logging, read_head, rewrite_headers
 from .fastpath import host_header as fast_host_header
 from .headers import spoofable_names, strip_spoofable
@@ -315,12 +314,7 @@ class OAuth2Introspection:
                 request.scheme, request.host, request.port = scheme, host, port
             target_host = service.upstream_host  # type: ignore[union-attr]
         else:
-            mode = flow.client_conn.proxy_mode
-            target_host = (
-                hostport(mode.scheme if mode.scheme in ("http", "https") else "http",
-                         *mode.address)
-                if isinstance(mode, ReverseMode) else None
-            )
+            target_host = reverse_target(flow.client_conn.proxy_mode)
         keep_client_host = route.preserve_host if route else bool(_user_keep_host_header)
         if keep_client_host and client_host:
             host_value: str | None = client_host

@@ -55,6 +55,11 @@ class CacheEntry:
         self.stored_at = stored_at
         self.expires_at = expires_at
 
+    def valid_until(self, ttl: float) -> float:
+        """When this answer stops being valid for a plugin with this `ttl`
+        (cache clock): its expiry, or sooner by the plugin's own ttl."""
+        return min(self.expires_at, self.stored_at + ttl_cap(self.active, ttl))
+
     @property
     def result(self) -> IntrospectionResult:
         return IntrospectionResult(active=self.active, claims=json.loads(self.raw))
@@ -171,28 +176,31 @@ class IntrospectionCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        now = self._clock()
-        until = min(entry.expires_at, entry.stored_at + ttl_cap(entry.active, ttl))
-        if now >= until:
+        left = entry.valid_until(ttl) - self._clock()
+        if left <= 0:
             return None
-        return entry, until - now
+        return entry, left
 
     def decoded(self, key: str, entry: CacheEntry) -> tuple[IntrospectionResult, dict[Any, Any]]:
         """The entry's answer, decoded once while it stays in the hot set, and a
         memo dict that lives as long (for values derived from the answer)."""
+        _, result, memo = self._promote(key, entry)
+        return result, memo
+
+    def _promote(self, key: str, entry: CacheEntry) -> Hot:
+        """The entry in the hot set (decoded and added if it is not there)."""
         hot = self._decoded.get(key)
         if hot is not None and hot[0] is entry:
             self._decoded.move_to_end(key)
-            return hot[1], hot[2]
-        result, memo = entry.result, {}
-        self._decoded[key] = (entry, result, memo)
+            return hot
+        hot = self._decoded[key] = (entry, entry.result, {})
         self._decoded.move_to_end(key)
         if len(self._decoded) > self._decoded_max:
             cold, _ = self._decoded.popitem(last=False)
             # hot hits skip the main store: its recency is brought up to date
             # when a key leaves the hot set
             self._entries.get(cold)
-        return result, memo
+        return hot
 
     def put(self, key: str, result: IntrospectionResult, ttl: float) -> float | None:
         life = self.lifetime(result, ttl)
@@ -222,29 +230,20 @@ class IntrospectionCache:
             self._decoded.move_to_end(key)
             return hot
         cached = self.get(key, ttl)
-        if cached is None:
-            return None
-        self.decoded(key, cached[0])
-        return self._decoded.get(key)
+        return None if cached is None else self._promote(key, cached[0])
 
     def now(self) -> float:
         return self._clock()
 
     def hit(self, key: str, ttl: float) -> Lookup | None:
         """The cached answer, without waiting for anything; None on a miss."""
-        hot = self._decoded.get(key)
-        if hot is not None:
-            entry = hot[0]
-            now = self._clock()
-            until = min(entry.expires_at, entry.stored_at + ttl_cap(entry.active, ttl))
-            if now < until:
-                self._decoded.move_to_end(key)
-                return Lookup(hot[1], True, until - now, False, False, hot[2])
-        cached = self.get(key, ttl)
-        if cached is None:
+        hot = self.hot(key, ttl)
+        if hot is None:
             return None
-        entry, left = cached
-        result, memo = self.decoded(key, entry)
+        entry, result, memo = hot
+        left = entry.valid_until(ttl) - self._clock()
+        if left <= 0:
+            return None
         return Lookup(result, True, left, False, False, memo)
 
     async def lookup(

@@ -26,7 +26,7 @@ from mitmproxy.net.http.url import hostport
 from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
 
 from .annotations import MARKERS
-from .cache import CacheEntry, IntrospectionCache, make_key, ttl_cap
+from .cache import CacheEntry, IntrospectionCache, make_key
 from .consumers import ConsumerStore
 from .decision import identity_for
 from .fastpath import read_head, rewrite_headers
@@ -153,7 +153,7 @@ def _plan(flow: http.HTTPFlow, policy: Policy, resolution: Resolution, client_ho
     else:
         target = reverse_target(flow.client_conn.proxy_mode)
     host_value = client_host if route.preserve_host else target
-    until = min(entry.expires_at, entry.stored_at + ttl_cap(entry.active, cfg.ttl))
+    until = entry.valid_until(cfg.ttl)
     return _Plan(
         plugin=plugin,
         consumers=policy.consumers,
