@@ -11,20 +11,18 @@ import mitmproxy.addons  # noqa: F401  (every hook class is registered: see belo
 from mitmproxy import hooks
 
 try:
-    from oauth2_introspection import OAuth2Introspection
+    from oauth2_introspection.bundle import IntrospectionAddon
 except ImportError:  # running from a checkout without installing
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from oauth2_introspection import OAuth2Introspection
-from oauth2_introspection.admin import AdminAPIAddon
-from oauth2_introspection.commands import IntrospectionCommands
-from oauth2_introspection.reload import ConfigWatcher
+    from oauth2_introspection.bundle import IntrospectionAddon
 
-_core = OAuth2Introspection()
-addons = [_core, IntrospectionCommands(_core), AdminAPIAddon(_core), ConfigWatcher(_core)]
+# One object for all the parts (core, commands, Admin API, config watcher):
+# mitmproxy walks every addon object on every event (bundle.py).
+addons = [IntrospectionAddon()]
 
 # mitmproxy looks every hook name up on this module too, for every event of
 # every flow, and on a module a missing name costs an AttributeError with a
 # formatted message (several per request, measurable against plain mitmdump).
 # Naming them all as "no hook" (None, which mitmproxy skips) makes the lookups
-# free; the hooks themselves live on the addon objects above.
+# free; the hooks themselves live on the addon object above.
 globals().update({name: None for name in hooks.all_hooks if name not in globals()})

@@ -611,5 +611,6 @@ def test_the_entry_script_names_every_other_hook_as_none() -> None:
                  "add_log", "client_connected"):
         assert name in hooks.all_hooks
         assert getattr(module, name) is None
-    assert type(module.addons[0]).__name__ == "OAuth2Introspection"
-    assert callable(module.addons[0].request)
+    # one addon object (bundle.py), whose request hook is the core's own method
+    assert [type(a).__name__ for a in module.addons] == ["IntrospectionAddon"]
+    assert module.addons[0].request.__func__.__qualname__ == "OAuth2Introspection.request"
