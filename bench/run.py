@@ -435,33 +435,6 @@ def addon_config(idp_port: int) -> dict[str, Any]:
     }
 
 
-MEMORY_PROBE = """
-import gc, json, sys, time
-sys.path.insert(0, sys.argv[1])
-from oauth2_introspection.cache import IntrospectionCache, make_key
-from oauth2_introspection.introspection import parse_answer
-n = int(sys.argv[2])
-def rss():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-cache = IntrospectionCache(maxsize=n)
-prefix = b"p" * 32
-now = int(time.time())
-gc.collect()
-before = rss()
-for i in range(n):
-    token = "tok-%08d-%s" % (i, "x" * 24)
-    body = json.dumps({"active": True, "username": "bench", "client_id": "bench-client",
-                       "scope": "read write", "sub": "bench-%08d" % i, "token_type": "Bearer",
-                       "iss": "http://127.0.0.1/bench-idp", "iat": now, "exp": now + 3600},
-                      separators=(",", ":")).encode()
-    cache.put(make_key(prefix, token), parse_answer(body), 3600)
-gc.collect()
-print(json.dumps({"entries": len(cache), "growth_kb": rss() - before}))
-"""
-
-
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -689,12 +662,13 @@ class Bench:
                     f"{(rss_after_warm - rss_before) / 1024:+.1f} MB while warming "
                     f"{self.tokens} tokens)", {"peak_kb": peak, "warm_growth_kb":
                                                rss_after_warm - rss_before})
-        probe = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(self.addon_dir),
-                                "100000"], capture_output=True, text=True, timeout=120,
-                               check=True)
+        probe = subprocess.run([sys.executable, str(BENCH / "memory_probe.py"), "--addon-dir",
+                                str(self.addon_dir), "--tokens", "100000"],
+                               capture_output=True, text=True, timeout=300, check=True)
         mem = json.loads(probe.stdout)
-        self.figure(LABELS[18], f"{mem['growth_kb'] / 1024:.1f} MB for {mem['entries']} entries "
-                    f"of IntrospectionCache (target <= 100 MB); the live proxy grew "
+        self.figure(LABELS[18], f"{mem['growth_kb'] / 1024:.1f} MB for {mem['entries']} cached "
+                    f"answers, {mem['hot']} of them hot (bench/memory_probe.py; target <= "
+                    f"100 MB); the live proxy grew "
                     f"{per_token:.2f} kB/token, {per_token * 100_000 / 1024:.0f} MB "
                     f"per 100k extrapolated", {**mem, "live_kb_per_token": per_token})
         self.results["_context"] = {"a": asdict(a), "e": asdict(e), "quick": self.quick,

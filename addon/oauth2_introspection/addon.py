@@ -240,7 +240,7 @@ class OAuth2Introspection:
                     strip_spoofable(request.headers)
             else:
                 added = decision.fields
-                meta["added_headers"] = sorted(decision.set_headers)
+                meta["added_headers"] = list(decision.names)
                 if decision.hide is not None:
                     meta["hidden_credentials"] = remove_token(request, decision.hide)
         else:

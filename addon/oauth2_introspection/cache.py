@@ -11,8 +11,10 @@
   reading an entry stored by a plugin with a longer one still honours its own.
 - Bounded by entry count (`maxsize`, option `introspection_cache_size`), least
   recently used first out; an entry keeps the answer as compact JSON bytes
-  (about 0.6 kB an entry in all), and the few thousand most recently used
-  answers are also kept decoded, so a hit parses nothing.
+  (about 0.6 kB an entry in all). The most recently used answers (the hot
+  set, up to HOT_MAXSIZE) also keep a memo of what requests derive from them
+  (identity headers, the fast lane's plans), so a hit on them parses and
+  builds nothing.
 - An optional second level (`l2`, redis_cache.RedisL2) is shared by several
   proxies: a miss asks it before calling the endpoint, a fresh answer is
   written to it; it never fails a request (see redis_cache.py).
@@ -27,7 +29,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 from cachetools import TLRUCache
 
@@ -35,8 +37,10 @@ from .introspection import IntrospectionResult
 
 NEGATIVE_TTL = 5.0
 DEFAULT_MAXSIZE = 100_000
-#: decoded answers kept beside the compact ones (the hot set: no JSON parsing)
-DECODED_MAXSIZE = 4096
+#: answers whose memo is kept (the hot set). Sized by memory: about 1.5 kB an
+#: answer with the fast lane's records, so a full hot set and 100,000 entries
+#: stay under 100 MB (bench/run.py measures both).
+HOT_MAXSIZE = 16384
 
 
 class CacheEntry:
@@ -74,18 +78,42 @@ def _raw_active(raw: bytes) -> bool:
     return isinstance(doc, dict) and doc.get("active") is True
 
 
-class Lookup(NamedTuple):
-    result: IntrospectionResult
-    hit: bool
-    #: seconds the answer stays cached from now (None: not cached at all)
-    remaining: float | None
-    #: this request waited for another request's call (single-flight)
-    shared: bool = False
-    #: the answer came from the shared second level (Redis), not the endpoint
-    l2: bool = False
-    #: on a hit: a dict living as long as the decoded answer, to memoise what
-    #: is derived from it (e.g. the identity headers under a plugin's settings)
-    memo: dict[Any, Any] | None = None
+class Lookup:
+    """An answer for one request: a fresh one, or a cached entry (decoded only
+    if `result` is read: a hit whose identity is memoised needs no claims)."""
+
+    __slots__ = ("_result", "entry", "hit", "l2", "memo", "remaining", "shared")
+
+    def __init__(self, result: IntrospectionResult | None, hit: bool, remaining: float | None,
+                 shared: bool = False, l2: bool = False, memo: dict[Any, Any] | None = None,
+                 entry: CacheEntry | None = None) -> None:
+        assert result is not None or entry is not None
+        self._result = result
+        self.entry = entry
+        self.hit = hit
+        #: seconds the answer stays cached from now (None: not cached at all)
+        self.remaining = remaining
+        #: this request waited for another request's call (single-flight)
+        self.shared = shared
+        #: the answer came from the shared second level (Redis), not the endpoint
+        self.l2 = l2
+        #: on a hit: a dict living as long as the answer is in the hot set, to
+        #: memoise what is derived from it (e.g. identity headers under a plugin)
+        self.memo = memo
+
+    @property
+    def result(self) -> IntrospectionResult:
+        if self._result is None:
+            assert self.entry is not None
+            self._result = self.entry.result
+        return self._result
+
+    @property
+    def active(self) -> bool:
+        if self._result is None:
+            assert self.entry is not None
+            return self.entry.active
+        return self._result.active
 
 
 def make_key(prefix: bytes, token: str, extra: str = "") -> str:
@@ -101,8 +129,8 @@ def ttl_cap(active: bool, ttl: float) -> float:
     return limit if active else min(limit, NEGATIVE_TTL)
 
 
-#: an answer of the hot set: the entry, its decoded answer, its memo
-Hot = tuple[CacheEntry, IntrospectionResult, dict[Any, Any]]
+#: an answer of the hot set: the entry and its memo
+Hot = tuple[CacheEntry, dict[Any, Any]]
 
 
 class IntrospectionCache:
@@ -115,11 +143,11 @@ class IntrospectionCache:
         self._clock = clock
         self._wallclock = wallclock
         self._entries: TLRUCache[str, CacheEntry] = self._new_store(maxsize)
-        # The hot set: decoded answers of the most recently used keys (plain
+        # The hot set: the most recently used keys with their memos (plain
         # OrderedDict LRU: a hit on it runs no Python-level cache code).
-        self._decoded: OrderedDict[str, Hot]
-        self._decoded = OrderedDict()
-        self._decoded_max = min(maxsize, DECODED_MAXSIZE)
+        self._hot: OrderedDict[str, Hot]
+        self._hot = OrderedDict()
+        self._hot_max = min(maxsize, HOT_MAXSIZE)
         self._inflight: dict[str, asyncio.Future[tuple[IntrospectionResult, bool]]] = {}
         #: optional shared second level (redis_cache.RedisL2)
         self.l2: Any = None
@@ -137,8 +165,8 @@ class IntrospectionCache:
         if maxsize == self.maxsize:
             return
         old, self._entries = self._entries, self._new_store(maxsize)
-        self._decoded.clear()
-        self._decoded_max = min(maxsize, DECODED_MAXSIZE)
+        self._hot.clear()
+        self._hot_max = min(maxsize, HOT_MAXSIZE)
         old.expire()
         for key, entry in list(old.items())[-maxsize:]:
             self._entries[key] = entry
@@ -158,9 +186,9 @@ class IntrospectionCache:
         if key is None:
             n = len(self._entries)
             self._entries.clear()
-            self._decoded.clear()
+            self._hot.clear()
             return n
-        self._decoded.pop(key, None)
+        self._hot.pop(key, None)
         return 1 if self._entries.pop(key, None) is not None else 0
 
     def lifetime(self, result: IntrospectionResult, ttl: float) -> float:
@@ -181,22 +209,17 @@ class IntrospectionCache:
             return None
         return entry, left
 
-    def decoded(self, key: str, entry: CacheEntry) -> tuple[IntrospectionResult, dict[Any, Any]]:
-        """The entry's answer, decoded once while it stays in the hot set, and a
-        memo dict that lives as long (for values derived from the answer)."""
-        _, result, memo = self._promote(key, entry)
-        return result, memo
-
     def _promote(self, key: str, entry: CacheEntry) -> Hot:
-        """The entry in the hot set (decoded and added if it is not there)."""
-        hot = self._decoded.get(key)
+        """The entry in the hot set (added, with an empty memo, if it is not
+        there). The decoded answer is not kept: what is derived from it is."""
+        hot = self._hot.get(key)
         if hot is not None and hot[0] is entry:
-            self._decoded.move_to_end(key)
+            self._hot.move_to_end(key)
             return hot
-        hot = self._decoded[key] = (entry, entry.result, {})
-        self._decoded.move_to_end(key)
-        if len(self._decoded) > self._decoded_max:
-            cold, _ = self._decoded.popitem(last=False)
+        hot = self._hot[key] = (entry, {})
+        self._hot.move_to_end(key)
+        if len(self._hot) > self._hot_max:
+            cold, _ = self._hot.popitem(last=False)
             # hot hits skip the main store: its recency is brought up to date
             # when a key leaves the hot set
             self._entries.get(cold)
@@ -204,7 +227,7 @@ class IntrospectionCache:
 
     def put(self, key: str, result: IntrospectionResult, ttl: float) -> float | None:
         life = self.lifetime(result, ttl)
-        self._decoded.pop(key, None)
+        self._hot.pop(key, None)
         if life <= 0:
             self._entries.pop(key, None)
             return None
@@ -217,17 +240,17 @@ class IntrospectionCache:
         wall, now = self._wallclock(), self._clock()
         if expires_wall <= wall:
             return
-        self._decoded.pop(key, None)
+        self._hot.pop(key, None)
         self._entries[key] = CacheEntry(None, now - max(0.0, wall - stored_wall),
                                         now + (expires_wall - wall), raw=raw)
 
     def hot(self, key: str, ttl: float) -> Hot | None:
-        """The key's entry with its decoded answer and memo, from the hot set
-        (not checked for validity: the caller does, see hit()) or else from the
-        main store (valid for `ttl`, and decoded into the hot set)."""
-        hot = self._decoded.get(key)
+        """The key's entry and memo, from the hot set (not checked for
+        validity: the caller does, see hit()) or else from the main store
+        (valid for `ttl`, and added to the hot set)."""
+        hot = self._hot.get(key)
         if hot is not None:
-            self._decoded.move_to_end(key)
+            self._hot.move_to_end(key)
             return hot
         cached = self.get(key, ttl)
         return None if cached is None else self._promote(key, cached[0])
@@ -236,15 +259,16 @@ class IntrospectionCache:
         return self._clock()
 
     def hit(self, key: str, ttl: float) -> Lookup | None:
-        """The cached answer, without waiting for anything; None on a miss."""
+        """The cached answer (decoded), without waiting for anything; None on
+        a miss."""
         hot = self.hot(key, ttl)
         if hot is None:
             return None
-        entry, result, memo = hot
+        entry, memo = hot
         left = entry.valid_until(ttl) - self._clock()
         if left <= 0:
             return None
-        return Lookup(result, True, left, False, False, memo)
+        return Lookup(None, True, left, False, False, memo, entry)
 
     async def lookup(
         self, key: str, ttl: float, fetch: Callable[[], Awaitable[IntrospectionResult]],
@@ -279,7 +303,7 @@ class IntrospectionCache:
                 self.put_shared(key, raw, stored_wall, expires_wall)
                 cached = self.get(key, ttl)
                 if cached is not None:
-                    return self.decoded(key, cached[0])[0], True
+                    return cached[0].result, True
         result = await fetch()
         life = self.put(key, result, ttl)
         if l2 is not None and life is not None:

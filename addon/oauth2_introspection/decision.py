@@ -23,6 +23,7 @@ from .fastpath import RequestHead
 from .headers import consumer_headers, credential_headers
 from .introspection import ClientPool, IntrospectionRequest, IntrospectionResult, introspect
 from .policy import PluginRuntime
+from .sharing import Shared
 from .token import FoundToken, TokenSource, find_token
 
 logger = logging.getLogger(__name__)
@@ -35,9 +36,11 @@ class Decision:
     #: short text for the flow comment, e.g. "allowed bob (cache hit, 12 s left)"
     summary: str
     refusal: responses.Refusal | None = None
-    set_headers: dict[str, str] = field(default_factory=dict)
-    #: set_headers as raw header fields, ready to append (built once per cached answer)
+    #: the identity headers as raw header fields, ready to append (built once
+    #: per cached answer)
     fields: tuple[tuple[bytes, bytes], ...] = ()
+    #: the names of those headers, sorted
+    names: tuple[str, ...] = ()
     #: the token to remove before forwarding (hide_credentials)
     hide: FoundToken | None = None
     #: plain data for flow.metadata; never holds a token
@@ -46,6 +49,12 @@ class Decision:
     @property
     def forwards(self) -> bool:
         return self.refusal is None
+
+    @property
+    def set_headers(self) -> dict[str, str]:
+        """The identity headers by name (built on each call)."""
+        return {name.decode("utf-8", "surrogateescape"): value.decode("utf-8", "surrogateescape")
+                for name, value in self.fields}
 
 
 def token_id(key: str) -> str:
@@ -95,9 +104,9 @@ async def decide(
     remaining = lookup.remaining
     details["cache_remaining_s"] = None if remaining is None else round(remaining, 1)
     details["introspection_latency_ms"] = None if hit else round(lookup.result.latency_ms, 1)
-    details["active"] = lookup.result.active
+    details["active"] = active = lookup.active
 
-    if not lookup.result.active:
+    if not active:
         return _failure(plugin, consumers, "invalid token", responses.invalid_token(), found,
                         details)
 
@@ -121,8 +130,8 @@ async def decide(
     return Decision(
         "allowed",
         f"allowed {identity.who} ({cache_text(lookup)})",
-        set_headers=identity.set_headers,
         fields=identity.fields,
+        names=identity.names,
         hide=found if cfg.hide_credentials else None,
         details=details,
     )
@@ -163,14 +172,18 @@ class _Fetch:
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """What an active answer vouches for under one plugin's settings."""
+    """What an active answer vouches for under one plugin's settings. Kept for
+    each answer of the hot set: equal parts are shared between answers."""
 
-    #: the identity headers (never changed once built: shared by every request)
-    set_headers: dict[str, str]
+    #: the identity headers as raw fields, ready to append (never changed once
+    #: built: every request of the token gets the same tuple)
     fields: tuple[tuple[bytes, bytes], ...]
+    #: the names of those headers, sorted
+    names: tuple[str, ...]
     #: claims left out because their value could inject header lines
     dropped: tuple[str, ...]
-    consumer: dict[str, Any] | None
+    #: the consumer's id, username and custom_id as (name, value) pairs
+    consumer: tuple[tuple[str, Any], ...] | None
     #: the name the flow comment shows
     who: str
 
@@ -181,16 +194,23 @@ def identity_for(claims: Any, cfg: Any, consumers: ConsumerStore) -> Identity:
     if consumer is not None:
         headers.update(consumer_headers(consumer))
     return Identity(
-        set_headers=headers,
         fields=encode_fields(headers),
+        names=SHARED(tuple(sorted(headers))),
         dropped=tuple(dropped),
-        consumer=_consumer_details(consumer) if consumer is not None else None,
+        consumer=SHARED(tuple(_consumer_details(consumer).items()))
+        if consumer is not None else None,
         who=consumer.label if consumer else _subject(claims),
     )
 
 
+#: values shared between the hot set's answers (sharing.py)
+SHARED = Shared()
+
+
 def encode_fields(headers: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
-    return tuple([(_encoded_name(name), value.encode("utf-8", "surrogateescape"))
+    # most fields (client id, scope, issuer, consumer...) are the same for many
+    # tokens: each distinct one is kept once
+    return tuple([SHARED((_encoded_name(name), value.encode("utf-8", "surrogateescape")))
                   for name, value in headers.items()])
 
 
@@ -235,8 +255,8 @@ def _failure(
     return Decision(
         "anonymous",
         f"anonymous {consumer.label} ({reason})",
-        set_headers=headers,
         fields=encode_fields(headers),
+        names=tuple(sorted(headers)),
         hide=found if plugin.config.hide_credentials else None,
         details=details,
     )

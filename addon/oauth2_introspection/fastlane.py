@@ -28,14 +28,16 @@ from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
 from .annotations import MARKERS
 from .cache import CacheEntry, IntrospectionCache, make_key
 from .consumers import ConsumerStore
-from .decision import identity_for
+from .decision import SHARED, identity_for
 from .fastpath import read_head, rewrite_headers
-from .introspection import IntrospectionResult
 from .policy import PluginRuntime, Policy, Resolution
+from .sharing import Shared
 
 METADATA_KEY = "oauth2_introspection"
 _ALLOWED = MARKERS["allowed"]
 _HIDDEN = ("header:Authorization",)
+#: the plans' metadata skeletons, one per distinct content (by its items)
+_METAS = Shared(1024)
 #: plans kept per cached answer (one per route and client Host it is used on)
 MAX_PLANS = 32
 
@@ -66,16 +68,16 @@ def allow_cached(flow: http.HTTPFlow, policy: Policy, cache: IntrospectionCache)
     hot = cache.hot(key, plugin.config.ttl)
     if hot is None:
         return False
-    entry, result, memo = hot
+    entry, memo = hot
     route = resolution.match.target
     plan = memo.get((route.id, client_host))
     if plan is None or plan.plugin is not plugin or plan.consumers is not policy.consumers:
         if len(memo) >= MAX_PLANS:
             return False  # e.g. one token sent with ever new Host values: the general way
-        plan = _plan(flow, policy, resolution, client_host, memo, entry, result)
+        plan = _plan(flow, policy, resolution, client_host, memo, entry)
         if plan is None:
             return False
-        memo[(route.id, client_host)] = plan
+        memo[SHARED((route.id, client_host))] = plan
     left = plan.until - cache.now()
     if left <= 0:
         return False
@@ -107,7 +109,9 @@ def allow_cached(flow: http.HTTPFlow, policy: Policy, cache: IntrospectionCache)
 
 class _Plan(NamedTuple):
     """Everything about allowing one cached answer on one route, worked out
-    once (kept in the answer's memo, so it goes with the answer)."""
+    once (kept in the answer's memo, so it goes with the answer). One per
+    answer of the hot set: what is the same for many answers (header fields,
+    metadata, comment) is shared between them (sharing.py)."""
 
     plugin: PluginRuntime
     consumers: ConsumerStore
@@ -121,14 +125,14 @@ class _Plan(NamedTuple):
     fields: tuple[tuple[bytes, bytes], ...]
     added: tuple[str, ...]
     consumer: dict[str, Any] | None
-    #: the metadata every such flow gets (copied per flow)
+    #: the metadata every such flow gets (copied per flow, never changed)
     meta: dict[str, Any]
     #: the flow comment up to the seconds left
     comment: str
 
 
 def _plan(flow: http.HTTPFlow, policy: Policy, resolution: Resolution, client_host: str,
-          memo: dict[Any, Any], entry: CacheEntry, result: IntrospectionResult) -> _Plan | None:
+          memo: dict[Any, Any], entry: CacheEntry) -> _Plan | None:
     """The plan, unless something about the answer, plugin or route asks for
     the general path."""
     plugin = resolution.plugin
@@ -144,8 +148,8 @@ def _plan(flow: http.HTTPFlow, policy: Policy, resolution: Resolution, client_ho
         return None  # a rewritten path: the general way
     identity = memo.get((plugin.memo_key, policy.consumers))
     if identity is None:  # worked out as decide() does, and kept where it looks
-        identity = identity_for(result.claims, cfg, policy.consumers)
-        memo[(plugin.memo_key, policy.consumers)] = identity
+        identity = identity_for(entry.result.claims, cfg, policy.consumers)
+        memo[SHARED((plugin.memo_key, policy.consumers))] = identity
     if identity.dropped:
         return None  # logged on every request: the general path does that
     if upstream is not None:
@@ -154,30 +158,31 @@ def _plan(flow: http.HTTPFlow, policy: Policy, resolution: Resolution, client_ho
         target = reverse_target(flow.client_conn.proxy_mode)
     host_value = client_host if route.preserve_host else target
     until = entry.valid_until(cfg.ttl)
+    meta = {
+        "route": route.label,
+        "service": (service.name or service.id) if service is not None else None,
+        "client_host": client_host,
+        "plugin": plugin.label,
+        "plugin_id": plugin.id,
+        "token_source": "header",
+        "cache": "hit",
+        "introspection_latency_ms": None,
+        "active": True,
+        "outcome": "allowed",
+    }
     return _Plan(
         plugin=plugin,
         consumers=policy.consumers,
         until=until,
-        upstream=(upstream[0].encode(), upstream[1], upstream[2]) if upstream else None,
+        upstream=SHARED((upstream[0].encode(), upstream[1], upstream[2])) if upstream else None,
         host=host_value,
         hide=cfg.hide_credentials,
         fields=identity.fields,
-        added=tuple(sorted(identity.set_headers)),
+        added=identity.names,
         consumer=identity.consumer,
-        meta={
-            "route": route.label,
-            "service": (service.name or service.id) if service is not None else None,
-            "client_host": client_host,
-            "plugin": plugin.label,
-            "plugin_id": plugin.id,
-            "token_source": "header",
-            "cache": "hit",
-            "introspection_latency_ms": None,
-            "active": True,
-            "outcome": "allowed",
-        },
-        comment=(f"oauth2-introspection [route {route.label}, {plugin.label}]: "
-                 f"allowed {identity.who} (cache hit, "),
+        meta=_METAS.get(tuple(meta.items()), meta),
+        comment=SHARED(f"oauth2-introspection [route {route.label}, {plugin.label}]: "
+                       f"allowed {identity.who} (cache hit, "),
     )
 
 

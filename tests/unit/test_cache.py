@@ -379,7 +379,7 @@ def test_hot_hits_honour_expiry_each_plugins_ttl_and_flush(
     cache: IntrospectionCache, clock: Clock
 ) -> None:
     cache.put("k", active(exp=NOW + 100), 3600)
-    assert cache.hit("k", 3600) is not None  # decoded: now in the hot set
+    assert cache.hit("k", 3600) is not None  # now in the hot set
     hot = cache.hit("k", 3600)
     assert hot is not None and hot.hit and hot.memo is not None
     assert hot.remaining == pytest.approx(100)
@@ -402,9 +402,9 @@ def test_the_hot_set_is_bounded_and_leaving_it_refreshes_the_main_store(clock: C
         assert cache.hit(k, 60) is not None
     for _ in range(3):
         assert cache.hit("a", 60) is not None  # hot hits: the main store is not touched
-    assert len(cache._decoded) == 3
+    assert len(cache._hot) == 3
     cache.put("d", active(), 60)  # the main store evicts its least recently used: a
     assert cache.get("a", 60) is None
     assert cache.hit("a", 60) is not None  # still hot, still valid: served
-    assert cache.hit("d", 60) is not None  # decodes d: b leaves the hot set
-    assert len(cache._decoded) == 3 and "b" not in cache._decoded
+    assert cache.hit("d", 60) is not None  # d joins the hot set: b leaves it
+    assert len(cache._hot) == 3 and "b" not in cache._hot
