@@ -222,7 +222,7 @@ class OAuth2Introspection:
         plugin = resolution.plugin
         decision: Decision | None = None
         recording = None
-        removed: list[str] = []
+        removed: tuple[str, ...] = ()
         added: tuple[tuple[bytes, bytes], ...] = ()
         if plugin is not None:
             if self.report:
@@ -230,7 +230,7 @@ class OAuth2Introspection:
             # decide() reads no identity header: they are stripped with the
             # other header changes below, in one rebuild of the header list
             meta["removed_headers"] = removed = (
-                spoofable_names(request.headers) if head.spoofed else [])
+                tuple(spoofable_names(request.headers)) if head.spoofed else ())
             decision, recording = await self._decide(plugin, request, policy, head)
             meta.update(decision.details)
             meta["outcome"] = decision.outcome
@@ -240,9 +240,9 @@ class OAuth2Introspection:
                     strip_spoofable(request.headers)
             else:
                 added = decision.fields
-                meta["added_headers"] = list(decision.names)
+                meta["added_headers"] = decision.names
                 if decision.hide is not None:
-                    meta["hidden_credentials"] = remove_token(request, decision.hide)
+                    meta["hidden_credentials"] = tuple(remove_token(request, decision.hide))
         else:
             meta["outcome"] = "no plugin"
         if flow.response is None:

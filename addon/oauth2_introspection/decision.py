@@ -124,7 +124,7 @@ async def decide(
             "%s: dropped claim(s) %s for token %s: value contains CR, LF, NUL or another "
             "control character", plugin.label, ", ".join(identity.dropped), details["token_id"],
         )
-        details["dropped_claims"] = list(identity.dropped)
+        details["dropped_claims"] = identity.dropped
     if identity.consumer is not None:
         details["consumer"] = dict(identity.consumer)
     return Decision(

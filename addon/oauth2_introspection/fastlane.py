@@ -90,16 +90,18 @@ def allow_cached(flow: http.HTTPFlow, policy: Policy, cache: IntrospectionCache)
     rewrite_headers(request, plan.host, add=plan.fields,
                     drop=b"authorization" if plan.hide else None)
 
+    # tuples, not lists (as on the general path): mitmweb keeps every flow,
+    # and the garbage collector visits each list on every full collection
     meta = plan.meta.copy()
     meta["client_path"] = path
-    meta["removed_headers"] = []
+    meta["removed_headers"] = ()
     meta["token_id"] = key[:12]
     meta["cache_remaining_s"] = round(left, 1)
-    meta["added_headers"] = list(plan.added)
+    meta["added_headers"] = plan.added
     if plan.consumer is not None:
         meta["consumer"] = dict(plan.consumer)
     if plan.hide:
-        meta["hidden_credentials"] = list(_HIDDEN)
+        meta["hidden_credentials"] = _HIDDEN
     flow.metadata[METADATA_KEY] = meta
     flow.comment = (f"{plan.comment}cached until flushed)" if left == math.inf
                     else f"{plan.comment}{int(left)} s left)")

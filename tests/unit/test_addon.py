@@ -392,7 +392,7 @@ async def test_hide_credentials_removes_the_token_before_forwarding(
     await loaded.request(flow)
     assert flow.response is None
     assert flow.request.path == "/hide?a=1&b=2"
-    assert flow.metadata[METADATA_KEY]["hidden_credentials"] == ["query:access_token"]
+    assert flow.metadata[METADATA_KEY]["hidden_credentials"] == ("query:access_token",)
 
 
 async def test_hide_credentials_removes_a_json_field_keeping_the_rest(

@@ -233,7 +233,7 @@ async def test_an_unsafe_claim_is_dropped_and_recorded(make) -> None:
     d = await s.decide(bearer())
     assert d.outcome == "allowed"
     assert "X-Credential-Sub" not in d.set_headers
-    assert d.details["dropped_claims"] == ["sub"]
+    assert d.details["dropped_claims"] == ("sub",)
 
 
 async def test_hide_credentials_marks_the_token_for_removal(make) -> None:

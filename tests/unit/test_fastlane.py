@@ -166,3 +166,32 @@ async def test_the_plans_of_one_answer_are_bounded(warm, monkeypatch) -> None:
         assert flow.metadata[METADATA_KEY]["outcome"] == "allowed"
     (_, memo), = addon.cache._hot.values()
     assert len(memo) <= 3 + 1  # the plans and the identity they share
+
+
+async def test_answers_share_equal_parts_and_metadata_holds_no_list(warm, idp) -> None:
+    """What the hot set keeps per answer is small (equal header fields, names,
+    metadata and comments are shared), and a flow's metadata holds no list:
+    nothing in it the garbage collector has to visit again and again while
+    mitmweb retains the flow."""
+    import gc
+
+    addon, used = warm
+    third = "third-token-0123456789"
+    idp.answers[third] = {**idp.answers[OTHER], "username": "yan"}  # same client id, scope
+    flows = []
+    for token in (OTHER, third):
+        await both_ways(addon, used, lambda t=token: reverse_flow("/basic", headers=bearer(t)))
+        flows.append(reverse_flow("/basic", headers=bearer(token)))
+        await addon.request(flows[-1])
+    assert used[-1] is True
+    plans = [next(v for k, v in memo.items() if isinstance(v, fastlane._Plan))
+             for _, memo in addon.cache._hot.values()]
+    assert len(plans) == 2
+    assert plans[0].meta is plans[1].meta  # same route, plugin and Host
+    shared = {id(pair) for pair in plans[0].fields} & {id(pair) for pair in plans[1].fields}
+    assert len(shared) == 3  # client id, scope, exp: one object each
+    assert plans[0].added is plans[1].added
+    gc.collect()
+    for flow in flows:
+        meta = flow.metadata[METADATA_KEY]
+        assert [k for k, v in meta.items() if gc.is_tracked(v)] == []
