@@ -37,9 +37,9 @@ from .introspection import IntrospectionResult
 
 NEGATIVE_TTL = 5.0
 DEFAULT_MAXSIZE = 100_000
-#: answers whose memo is kept (the hot set). Sized by memory: about 1.5 kB an
+#: answers whose memo is kept (the hot set). Sized by memory: about 1.2 kB an
 #: answer with the fast lane's records, so a full hot set and 100,000 entries
-#: stay under 100 MB (bench/run.py measures both).
+#: stay under 100 MB (bench/memory_probe.py measures both).
 HOT_MAXSIZE = 16384
 
 
@@ -259,8 +259,7 @@ class IntrospectionCache:
         return self._clock()
 
     def hit(self, key: str, ttl: float) -> Lookup | None:
-        """The cached answer (decoded), without waiting for anything; None on
-        a miss."""
+        """The cached answer, without waiting for anything; None on a miss."""
         hot = self.hot(key, ttl)
         if hot is None:
             return None

@@ -29,12 +29,7 @@ class Shared:
         self._table: dict[Hashable, object] = {}
 
     def __call__(self, value: T) -> T:
-        found = self._table.get(value)
-        if found is None:
-            if len(self._table) >= self._maxsize:
-                self._table.clear()
-            self._table[value] = found = value
-        return found  # type: ignore[return-value]
+        return self.get(value, value)
 
     def get(self, key: Hashable, value: V) -> V:
         """For values that cannot be keys (dicts): the one stored under `key`
