@@ -14,7 +14,7 @@
   (about 0.6 kB an entry in all). The most recently used answers (the hot
   set, up to HOT_MAXSIZE) also keep a memo of what requests derive from them
   (identity headers, the fast lane's plans), so a hit on them parses and
-  builds nothing.
+  builds nothing. Entries and memo values are plain tuples (see Stored).
 - An optional second level (`l2`, redis_cache.RedisL2) is shared by several
   proxies: a miss asks it before calling the endpoint, a fresh answer is
   written to it; it never fails a request (see redis_cache.py).
@@ -29,9 +29,9 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
-from cachetools import TLRUCache
+from cachetools import LRUCache
 
 from .introspection import IntrospectionResult
 
@@ -43,30 +43,47 @@ DEFAULT_MAXSIZE = 100_000
 HOT_MAXSIZE = 16384
 
 
-class CacheEntry:
-    """One cached answer. The claims are kept as compact JSON bytes (a decoded
-    dict costs about three times the memory); `result` decodes them."""
+#: a cached answer as stored: a plain tuple (raw, active, stored_at,
+#: expires_at). CPython's garbage collector stops tracking a plain tuple of
+#: bytes and numbers (never an instance of a class, a NamedTuple included),
+#: and every object it tracks is walked by every full collection: 100,000
+#: cached answers as objects made each one walk 200,000 more (with
+#: cachetools' per-entry item), a few times a minute under load.
+Stored = tuple[bytes, bool, float, float]
 
-    __slots__ = ("active", "expires_at", "raw", "stored_at")
 
-    def __init__(self, result: IntrospectionResult | None, stored_at: float, expires_at: float,
-                 raw: bytes | None = None) -> None:
+class CacheEntry(NamedTuple):
+    """One cached answer, as read (`CacheEntry._make(stored)`). The claims are
+    kept as compact JSON bytes (a decoded dict costs about three times the
+    memory); `result` decodes them."""
+
+    raw: bytes
+    active: bool
+    stored_at: float
+    expires_at: float
+
+    @staticmethod
+    def stored(result: IntrospectionResult | None, stored_at: float, expires_at: float,
+               raw: bytes | None = None) -> Stored:
         if raw is None:
             assert result is not None
             raw = encode_claims(result.claims)
-        self.raw = raw
-        self.active = result.active if result is not None else _raw_active(raw)
-        self.stored_at = stored_at
-        self.expires_at = expires_at
+        active = result.active if result is not None else _raw_active(raw)
+        return (raw, active, stored_at, expires_at)
 
     def valid_until(self, ttl: float) -> float:
-        """When this answer stops being valid for a plugin with this `ttl`
-        (cache clock): its expiry, or sooner by the plugin's own ttl."""
-        return min(self.expires_at, self.stored_at + ttl_cap(self.active, ttl))
+        return valid_until(self, ttl)
 
     @property
     def result(self) -> IntrospectionResult:
         return IntrospectionResult(active=self.active, claims=json.loads(self.raw))
+
+
+def valid_until(stored: Stored, ttl: float) -> float:
+    """When a stored answer stops being valid for a plugin with this `ttl`
+    (cache clock): its expiry, or sooner by the plugin's own ttl."""
+    _, active, stored_at, expires_at = stored
+    return min(expires_at, stored_at + ttl_cap(active, ttl))
 
 
 def encode_claims(claims: Any) -> bytes:
@@ -129,8 +146,8 @@ def ttl_cap(active: bool, ttl: float) -> float:
     return limit if active else min(limit, NEGATIVE_TTL)
 
 
-#: an answer of the hot set: the entry and its memo
-Hot = tuple[CacheEntry, dict[Any, Any]]
+#: an answer of the hot set: the stored entry and its memo
+Hot = tuple[Stored, dict[Any, Any]]
 
 
 class IntrospectionCache:
@@ -142,7 +159,7 @@ class IntrospectionCache:
     ) -> None:
         self._clock = clock
         self._wallclock = wallclock
-        self._entries: TLRUCache[str, CacheEntry] = self._new_store(maxsize)
+        self._entries: LRUCache[str, Stored] = LRUCache(maxsize)
         # The hot set: the most recently used keys with their memos (plain
         # OrderedDict LRU: a hit on it runs no Python-level cache code).
         self._hot: OrderedDict[str, Hot]
@@ -152,10 +169,6 @@ class IntrospectionCache:
         #: optional shared second level (redis_cache.RedisL2)
         self.l2: Any = None
 
-    def _new_store(self, maxsize: int) -> TLRUCache[str, CacheEntry]:
-        return TLRUCache(maxsize=maxsize, ttu=lambda _k, entry, _now: entry.expires_at,
-                         timer=self._clock)
-
     @property
     def maxsize(self) -> int:
         return int(self._entries.maxsize)
@@ -164,19 +177,27 @@ class IntrospectionCache:
         """Change the entry bound, keeping entries up to the new size."""
         if maxsize == self.maxsize:
             return
-        old, self._entries = self._entries, self._new_store(maxsize)
+        old, self._entries = self._entries, LRUCache(maxsize)
         self._hot.clear()
         self._hot_max = min(maxsize, HOT_MAXSIZE)
-        old.expire()
-        for key, entry in list(old.items())[-maxsize:]:
-            self._entries[key] = entry
+        for key, stored in self._live(old)[-maxsize:]:
+            self._entries[key] = stored
+
+    def _live(self, store: LRUCache[str, Stored]) -> list[tuple[str, Stored]]:
+        """The store's entries, the expired ones dropped. Expiry is checked
+        when an entry is read (get) and here: an expired entry nobody reads
+        takes a slot until it is listed or pushed out by newer ones; the
+        entry bound holds either way."""
+        now = self._clock()
+        for key in [k for k, stored in store.items() if stored[3] <= now]:
+            del store[key]
+        return list(store.items())
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._live(self._entries))
 
     def items(self) -> Iterator[tuple[str, CacheEntry]]:
-        self._entries.expire()
-        return iter(list(self._entries.items()))
+        return iter([(key, CacheEntry._make(stored)) for key, stored in self._live(self._entries)])
 
     def flush(self, key: str | None = None) -> int:
         """Drop every answer, or one key's; the shared second level (if any)
@@ -184,7 +205,7 @@ class IntrospectionCache:
         if self.l2 is not None:
             self.l2.flush_soon(key)
         if key is None:
-            n = len(self._entries)
+            n = len(self)
             self._entries.clear()
             self._hot.clear()
             return n
@@ -201,15 +222,23 @@ class IntrospectionCache:
 
     def get(self, key: str, ttl: float) -> tuple[CacheEntry, float] | None:
         """A valid entry for a plugin with this `ttl`, and its seconds left."""
-        entry = self._entries.get(key)
-        if entry is None:
+        found = self._get(key, ttl)
+        return None if found is None else (CacheEntry._make(found[0]), found[1])
+
+    def _get(self, key: str, ttl: float) -> tuple[Stored, float] | None:
+        stored = self._entries.get(key)
+        if stored is None:
             return None
-        left = entry.valid_until(ttl) - self._clock()
+        now = self._clock()
+        if stored[3] <= now:  # expired for every plugin
+            del self._entries[key]
+            return None
+        left = valid_until(stored, ttl) - now
         if left <= 0:
             return None
-        return entry, left
+        return stored, left
 
-    def _promote(self, key: str, entry: CacheEntry) -> Hot:
+    def _promote(self, key: str, entry: Stored) -> Hot:
         """The entry in the hot set (added, with an empty memo, if it is not
         there). The decoded answer is not kept: what is derived from it is."""
         hot = self._hot.get(key)
@@ -232,7 +261,7 @@ class IntrospectionCache:
             self._entries.pop(key, None)
             return None
         now = self._clock()
-        self._entries[key] = CacheEntry(result, now, now + life)
+        self._entries[key] = CacheEntry.stored(result, now, now + life)
         return life
 
     def put_shared(self, key: str, raw: bytes, stored_wall: float, expires_wall: float) -> None:
@@ -241,8 +270,8 @@ class IntrospectionCache:
         if expires_wall <= wall:
             return
         self._hot.pop(key, None)
-        self._entries[key] = CacheEntry(None, now - max(0.0, wall - stored_wall),
-                                        now + (expires_wall - wall), raw=raw)
+        self._entries[key] = CacheEntry.stored(None, now - max(0.0, wall - stored_wall),
+                                               now + (expires_wall - wall), raw=raw)
 
     def hot(self, key: str, ttl: float) -> Hot | None:
         """The key's entry and memo, from the hot set (not checked for
@@ -252,8 +281,8 @@ class IntrospectionCache:
         if hot is not None:
             self._hot.move_to_end(key)
             return hot
-        cached = self.get(key, ttl)
-        return None if cached is None else self._promote(key, cached[0])
+        found = self._get(key, ttl)
+        return None if found is None else self._promote(key, found[0])
 
     def now(self) -> float:
         return self._clock()
@@ -263,11 +292,11 @@ class IntrospectionCache:
         hot = self.hot(key, ttl)
         if hot is None:
             return None
-        entry, memo = hot
-        left = entry.valid_until(ttl) - self._clock()
+        stored, memo = hot
+        left = valid_until(stored, ttl) - self._clock()
         if left <= 0:
             return None
-        return Lookup(None, True, left, False, False, memo, entry)
+        return Lookup(None, True, left, False, False, memo, CacheEntry._make(stored))
 
     async def lookup(
         self, key: str, ttl: float, fetch: Callable[[], Awaitable[IntrospectionResult]],
@@ -306,10 +335,10 @@ class IntrospectionCache:
         result = await fetch()
         life = self.put(key, result, ttl)
         if l2 is not None and life is not None:
-            entry = self._entries.get(key)
-            if entry is not None:
+            stored = self._entries.get(key)
+            if stored is not None:
                 wall = self._wallclock()
-                await l2.put(scope, key, entry.raw, wall, wall + life)
+                await l2.put(scope, key, stored[0], wall, wall + life)
         return result, False
 
     def _done(self, key: str, future: asyncio.Future[tuple[IntrospectionResult, bool]]) -> None:

@@ -25,6 +25,10 @@ class ConsumerRecord:
 
 class ConsumerStore:
     def __init__(self, consumers: Iterable[ConsumerRecord]) -> None:
+        #: names this consumer set in the per-answer memo of derived values (an
+        #: object: the memo compares it by identity and the collector never
+        #: tracks it)
+        self.memo_key = object()
         self._by_id: dict[str, ConsumerRecord] = {}
         self._by_username: dict[str, ConsumerRecord] = {}
         self._by_custom_id: dict[str, ConsumerRecord] = {}

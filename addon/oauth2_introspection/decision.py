@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from mitmproxy import http
 
@@ -110,15 +111,7 @@ async def decide(
         return _failure(plugin, consumers, "invalid token", responses.invalid_token(), found,
                         details)
 
-    # Worked out once per cached answer, plugin and consumer set (memo), not
-    # per request: a consumer created or deleted makes a new ConsumerStore.
-    memo = lookup.memo
-    memo_key = (plugin.memo_key, consumers)
-    identity = memo.get(memo_key) if memo is not None else None
-    if identity is None:
-        identity = identity_for(lookup.result.claims, cfg, consumers)
-        if memo is not None:
-            memo[memo_key] = identity
+    identity = identity_in(lookup.memo, plugin, consumers, lambda: lookup.result.claims)
     if identity.dropped:
         logger.warning(
             "%s: dropped claim(s) %s for token %s: value contains CR, LF, NUL or another "
@@ -170,10 +163,10 @@ class _Fetch:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
+class Identity(NamedTuple):
     """What an active answer vouches for under one plugin's settings. Kept for
-    each answer of the hot set: equal parts are shared between answers."""
+    each answer of the hot set (as a plain tuple, see identity_in): equal
+    parts are shared between answers."""
 
     #: the identity headers as raw fields, ready to append (never changed once
     #: built: every request of the token gets the same tuple)
@@ -186,6 +179,23 @@ class Identity:
     consumer: tuple[tuple[str, Any], ...] | None
     #: the name the flow comment shows
     who: str
+
+
+def identity_in(memo: dict[Any, Any] | None, plugin: PluginRuntime, consumers: ConsumerStore,
+                claims: Callable[[], Any]) -> Identity:
+    """The identity of a cached answer under `plugin` and `consumers`, worked
+    out once while the answer is in the hot set and kept in its memo (None:
+    not cached, worked out now). Kept as a plain tuple of plain values under
+    keys of plain objects: the collector stops tracking it (cache.Stored).
+    A consumer created or deleted makes a new ConsumerStore, so a new key."""
+    key = (plugin.memo_key, consumers.memo_key)
+    kept = memo.get(key) if memo is not None else None
+    if kept is not None:
+        return Identity._make(kept)
+    identity = identity_for(claims(), plugin.config, consumers)
+    if memo is not None:
+        memo[SHARED(key)] = tuple(identity)
+    return identity
 
 
 def identity_for(claims: Any, cfg: Any, consumers: ConsumerStore) -> Identity:

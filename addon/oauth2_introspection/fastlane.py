@@ -27,17 +27,13 @@ from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
 
 from .annotations import MARKERS
 from .cache import CacheEntry, IntrospectionCache, make_key
-from .consumers import ConsumerStore
-from .decision import SHARED, identity_for
+from .decision import SHARED, identity_in
 from .fastpath import read_head, rewrite_headers
-from .policy import PluginRuntime, Policy, Resolution
-from .sharing import Shared
+from .policy import Policy, Resolution
 
 METADATA_KEY = "oauth2_introspection"
 _ALLOWED = MARKERS["allowed"]
 _HIDDEN = ("header:Authorization",)
-#: the plans' metadata skeletons, one per distinct content (by its items)
-_METAS = Shared(1024)
 #: plans kept per cached answer (one per route and client Host it is used on)
 MAX_PLANS = 32
 
@@ -68,55 +64,59 @@ def allow_cached(flow: http.HTTPFlow, policy: Policy, cache: IntrospectionCache)
     hot = cache.hot(key, plugin.config.ttl)
     if hot is None:
         return False
-    entry, memo = hot
+    stored, memo = hot
     route = resolution.match.target
-    plan = memo.get((route.id, client_host))
-    if plan is None or plan.plugin is not plugin or plan.consumers is not policy.consumers:
+    kept = memo.get((route.id, client_host))
+    if (kept is None or kept[0] is not plugin.memo_key
+            or kept[1] is not policy.consumers.memo_key):
         if len(memo) >= MAX_PLANS:
             return False  # e.g. one token sent with ever new Host values: the general way
-        plan = _plan(flow, policy, resolution, client_host, memo, entry)
+        plan = _plan(flow, policy, resolution, client_host, memo, CacheEntry._make(stored))
         if plan is None:
             return False
-        memo[SHARED((route.id, client_host))] = plan
-    left = plan.until - cache.now()
+        # a plain tuple of plain values: the collector stops tracking it (and
+        # then the memo), see cache.Stored
+        memo[SHARED((route.id, client_host))] = kept = tuple(plan)
+    _, _, until, upstream, host, hide, fields, added, consumer, meta_items, comment = kept
+    left = until - cache.now()
     if left <= 0:
         return False
 
     # Decided: allowed. Apply it as addon._handle and _send_upstream would.
-    if plan.upstream is not None:
-        scheme, up_host, port = plan.upstream
+    if upstream is not None:
+        scheme, up_host, port = upstream
         if (data.scheme, data.host, data.port) != (scheme, up_host, port):
             request.scheme, request.host, request.port = scheme, up_host, port
-    rewrite_headers(request, plan.host, add=plan.fields,
-                    drop=b"authorization" if plan.hide else None)
+    rewrite_headers(request, host, add=fields, drop=b"authorization" if hide else None)
 
     # tuples, not lists (as on the general path): mitmweb keeps every flow,
     # and the garbage collector visits each list on every full collection
-    meta = plan.meta.copy()
+    meta = dict(meta_items)
     meta["client_path"] = path
     meta["removed_headers"] = ()
     meta["token_id"] = key[:12]
     meta["cache_remaining_s"] = round(left, 1)
-    meta["added_headers"] = plan.added
-    if plan.consumer is not None:
-        meta["consumer"] = dict(plan.consumer)
-    if plan.hide:
+    meta["added_headers"] = added
+    if consumer is not None:
+        meta["consumer"] = dict(consumer)
+    if hide:
         meta["hidden_credentials"] = _HIDDEN
     flow.metadata[METADATA_KEY] = meta
-    flow.comment = (f"{plan.comment}cached until flushed)" if left == math.inf
-                    else f"{plan.comment}{int(left)} s left)")
+    flow.comment = (f"{comment}cached until flushed)" if left == math.inf
+                    else f"{comment}{int(left)} s left)")
     flow.marked = _ALLOWED
     return True
 
 
 class _Plan(NamedTuple):
     """Everything about allowing one cached answer on one route, worked out
-    once (kept in the answer's memo, so it goes with the answer). One per
-    answer of the hot set: what is the same for many answers (header fields,
-    metadata, comment) is shared between them (sharing.py)."""
+    once (kept in the answer's memo as a plain tuple, so it goes with the
+    answer). One per answer of the hot set: what is the same for many answers
+    (header fields, metadata, comment) is shared between them (sharing.py)."""
 
-    plugin: PluginRuntime
-    consumers: ConsumerStore
+    #: the plugin's and the consumer set's memo keys: the plan is theirs
+    plugin: object
+    consumers: object
     #: when the answer stops being valid for this plugin (cache clock)
     until: float
     #: (scheme, host, port) to send to; None: the reverse-mode target as is
@@ -127,8 +127,8 @@ class _Plan(NamedTuple):
     fields: tuple[tuple[bytes, bytes], ...]
     added: tuple[str, ...]
     consumer: dict[str, Any] | None
-    #: the metadata every such flow gets (copied per flow, never changed)
-    meta: dict[str, Any]
+    #: the metadata every such flow starts from, as (key, value) pairs
+    meta: tuple[tuple[str, Any], ...]
     #: the flow comment up to the seconds left
     comment: str
 
@@ -148,10 +148,7 @@ def _plan(flow: http.HTTPFlow, policy: Policy, resolution: Resolution, client_ho
     if (upstream is not None and upstream[3]) or (route.strip_path
                                                   and resolution.match.matched_prefix):
         return None  # a rewritten path: the general way
-    identity = memo.get((plugin.memo_key, policy.consumers))
-    if identity is None:  # worked out as decide() does, and kept where it looks
-        identity = identity_for(entry.result.claims, cfg, policy.consumers)
-        memo[SHARED((plugin.memo_key, policy.consumers))] = identity
+    identity = identity_in(memo, plugin, policy.consumers, lambda: entry.result.claims)
     if identity.dropped:
         return None  # logged on every request: the general path does that
     if upstream is not None:
@@ -173,8 +170,8 @@ def _plan(flow: http.HTTPFlow, policy: Policy, resolution: Resolution, client_ho
         "outcome": "allowed",
     }
     return _Plan(
-        plugin=plugin,
-        consumers=policy.consumers,
+        plugin=plugin.memo_key,
+        consumers=policy.consumers.memo_key,
         until=until,
         upstream=SHARED((upstream[0].encode(), upstream[1], upstream[2])) if upstream else None,
         host=host_value,
@@ -182,7 +179,7 @@ def _plan(flow: http.HTTPFlow, policy: Policy, resolution: Resolution, client_ho
         fields=identity.fields,
         added=identity.names,
         consumer=identity.consumer,
-        meta=_METAS.get(tuple(meta.items()), meta),
+        meta=SHARED(tuple(meta.items())),
         comment=SHARED(f"oauth2-introspection [route {route.label}, {plugin.label}]: "
                        f"allowed {identity.who} (cache hit, "),
     )

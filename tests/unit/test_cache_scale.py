@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 
@@ -24,6 +25,27 @@ def _answer(user: str = "alice", exp_in: float = 3600) -> IntrospectionResult:
 
 
 # -- in process -------------------------------------------------------------------
+
+
+def test_entries_are_plain_tuples_the_collector_stops_tracking() -> None:
+    """Every object the collector tracks is walked by every full collection:
+    100,000 cached answers must not add 100,000 of them."""
+    cache = IntrospectionCache()
+    for k in "abc":
+        cache.put(k, _answer(), 60)
+    assert cache.hit("a", 60) is not None  # and one in the hot set
+    gc.collect()
+    assert [k for k, v in cache._entries.items() if gc.is_tracked(v)] == []
+
+
+def test_an_expired_entry_is_dropped_when_read() -> None:
+    now = [1000.0]
+    cache = IntrospectionCache(clock=lambda: now[0], wallclock=time.time)
+    cache.put("k", _answer(exp_in=3600), 10)
+    assert len(cache._entries) == 1
+    now[0] += 11
+    assert cache.get("k", 60) is None
+    assert len(cache._entries) == 0
 
 
 def test_entries_keep_the_answer_as_compact_json_and_decode_it_equal() -> None:
