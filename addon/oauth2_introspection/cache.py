@@ -46,9 +46,9 @@ HOT_MAXSIZE = 16384
 #: a cached answer as stored: a plain tuple (raw, active, stored_at,
 #: expires_at). CPython's garbage collector stops tracking a plain tuple of
 #: bytes and numbers (never an instance of a class, a NamedTuple included),
-#: and every object it tracks is walked by every full collection: 100,000
-#: cached answers as objects made each one walk 200,000 more (with
-#: cachetools' per-entry item), a few times a minute under load.
+#: and it walks every object it tracks on every full collection: as objects
+#: (with cachetools' TLRUCache item each), 100,000 cached answers added
+#: 200,000 objects to every such walk, a few times a minute under load.
 Stored = tuple[bytes, bool, float, float]
 
 
