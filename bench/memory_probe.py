@@ -17,14 +17,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import inspect
 import json
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
+
+async def hooked(result: Any) -> None:
+    """Await what a hook returned when it is awaitable, as mitmproxy does."""
+    if result is not None and inspect.isawaitable(result):
+        await result
 
 def rss_kb() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -58,7 +66,7 @@ async def probe(n: int) -> dict[str, int]:
                 host="127.0.0.1", port=8080, path=b"/bench", content=b"",
                 headers=((b"host", b"bench.test"), (b"authorization", f"Bearer {token}".encode()))))
 
-        await addon.request(flow("warm-up"))  # refused (no answer): routes, imports
+        await hooked(addon.request(flow("warm-up")))  # refused (no answer): routes, imports
         gc.collect()
         before = rss_kb()
         for i in range(n):
@@ -73,7 +81,7 @@ async def probe(n: int) -> dict[str, int]:
         for i in range(n - hot, n):
             for _ in range(2):
                 f = flow(f"tok-{i:08d}")
-                await addon.request(f)
+                await hooked(addon.request(f))
                 assert f.response is None, f.response
         gc.collect()
         return {"entries": len(addon.cache), "hot": len(addon.cache._hot),

@@ -8,7 +8,7 @@ tested without mitmproxy running.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
@@ -170,23 +170,38 @@ class OAuth2Introspection:
 
     # -- the request hook ------------------------------------------------------------
 
-    async def request(self, flow: http.HTTPFlow) -> None:
+    def request(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
+        """mitmproxy's request hook. A cached token is decided and applied here,
+        in one pass (fastlane.py); anything else returns a coroutine, which
+        mitmproxy awaits (it awaits what a hook returns when that is
+        awaitable). The common case thus creates no coroutine at all."""
         if not (flow.response or flow.error or not flow.live):
             try:
                 policy = self.policy
-                # the common case first, decided and applied in one pass (fastlane.py)
                 if (policy is None or self.report or self.log_allowed
                         or not allow_cached(flow, policy, self.cache)):
-                    await self._handle(flow)
+                    return self._request(flow)
             except Exception:
-                # mitmproxy forwards a flow whose hook raised: never let that happen.
-                logger.exception("oauth2-introspection: internal error on %s; answering 500",
-                                 safe_url(flow.request))
-                flow.response = responses.internal_error().to_response()
-                flow.comment = "oauth2-introspection: 500 internal error (see event log)"
-                flow.marked = annotations.MARKERS["error"]
+                self._internal_error(flow)
         for annotate in self.annotators:
             annotate(flow)
+        return None
+
+    async def _request(self, flow: http.HTTPFlow) -> None:
+        try:
+            await self._handle(flow)
+        except Exception:
+            self._internal_error(flow)
+        for annotate in self.annotators:
+            annotate(flow)
+
+    def _internal_error(self, flow: http.HTTPFlow) -> None:
+        # mitmproxy forwards a flow whose hook raised: never let that happen.
+        logger.exception("oauth2-introspection: internal error on %s; answering 500",
+                         safe_url(flow.request))
+        flow.response = responses.internal_error().to_response()
+        flow.comment = "oauth2-introspection: 500 internal error (see event log)"
+        flow.marked = annotations.MARKERS["error"]
 
     async def _handle(self, flow: http.HTTPFlow) -> None:
         policy = self.policy

@@ -2,22 +2,23 @@
 
 A request takes it when it is the plain case (HTTP/1.1, no body, no query, one
 Host, one `Authorization: Bearer` header, no identity header sent) on a route
-found in the policy's resolution memo, without path rewriting, and its
-token's active answer is in the cache (the general path introspected it
-before). Anything else returns False and takes the general path
+resolved without looking at headers, without path rewriting, and its token's
+active answer is in the cache (the general path introspected it before). Anything else returns False and takes the general path
 (addon._handle -> decide), which the lane never contradicts: the same
 headers, metadata, comment and marker (tests/unit/test_fastlane.py compares
 both on the same requests).
 
 Why it exists: inside mitmproxy each step of the general path runs with cold
 CPU caches, between mitmproxy's own work, and costs several times what it
-does in a tight loop; doing the cached case in one function with one pass
-over the header fields is what keeps the addon's cost near plain mitmdump's
-(docs/performance.md).
+does in a tight loop; doing the cached case in one function, with one pass
+over the header fields, no text decoding, and what it needs of the route and
+of the answer each in one flat tuple worked out on first use, is what keeps
+the addon's cost near plain mitmdump's (docs/performance.md).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any, NamedTuple
 
@@ -26,10 +27,10 @@ from mitmproxy.net.http.url import hostport
 from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
 
 from .annotations import MARKERS
-from .cache import CacheEntry, IntrospectionCache, make_key
+from .cache import CacheEntry, IntrospectionCache
 from .decision import SHARED, identity_in
-from .fastpath import read_head, rewrite_headers
-from .policy import Policy, Resolution
+from .headers import SPOOFABLE_PREFIXES_B
+from .policy import RESOLUTION_MEMO_SIZE, Policy, Resolution
 
 METADATA_KEY = "oauth2_introspection"
 _ALLOWED = MARKERS["allowed"]
@@ -43,31 +44,51 @@ def allow_cached(flow: http.HTTPFlow, policy: Policy, cache: IntrospectionCache)
     nothing changed."""
     request = flow.request
     data = request.data
-    if data.content or b"?" in data.path or data.http_version != b"HTTP/1.1":
+    raw_path = data.path
+    if data.content or b"?" in raw_path or data.http_version != b"HTTP/1.1":
         return False
-    head = read_head(request)
-    if head.spoofed or head.host_header is None or head.authorization is None:
+    # One pass over the raw fields: where Host and Authorization are, and
+    # whether an identity header came in (repeated Host or Authorization, or
+    # an identity header: the general way handles them).
+    fields = data.headers.fields
+    host_at = auth_at = -1
+    for i, (name, _) in enumerate(fields):
+        lower = name.lower()
+        if lower == b"host":
+            if host_at >= 0:
+                return False
+            host_at = i
+        elif lower == b"authorization":
+            if auth_at >= 0:
+                return False
+            auth_at = i
+        elif lower.startswith(SPOOFABLE_PREFIXES_B) or lower == b"x-anonymous-consumer":
+            return False
+    if host_at < 0 or auth_at < 0:
         return False
-    parts = head.authorization.split()
+    # as headers.get() and str.split() read them on the general path
+    parts = fields[auth_at][1].decode("utf-8", "surrogateescape").split()
     if len(parts) != 2 or parts[0].lower() not in ("bearer", "token"):
         return False
-    client_host = head.host_header
-    path = data.path.decode("utf-8", "surrogateescape")
-    method = data.method.decode("utf-8", "surrogateescape")
-    if method == "OPTIONS":
+    raw_host = fields[host_at][1]
+    lanes = policy.lane_routes
+    if lanes is None:
+        return False  # routes match on headers: resolved on every request, the general way
+    lane = lanes.get((raw_host, raw_path, data.method))
+    if lane is None:
+        lane = _lane_route(policy, lanes, raw_host, raw_path, data.method)
+    if not lane:
         return False
-    resolution = policy.remembered(client_host, path, method)
-    if resolution is None or resolution.plugin is None or resolution.match is None:
-        return False
-    plugin = resolution.plugin
-    key = make_key(plugin.key_prefix, parts[1])
-    hot = cache.hot(key, plugin.config.ttl)
+    resolution, route_id, client_host, path, hasher, ttl, plugin_key = lane
+    hashing = hasher.copy()  # = make_key(plugin.key_prefix, token)
+    hashing.update(parts[1].encode("utf-8", "surrogateescape"))
+    key = hashing.hexdigest()
+    hot = cache.hot(key, ttl)
     if hot is None:
         return False
     stored, memo = hot
-    route = resolution.match.target
-    kept = memo.get((route.id, client_host))
-    if (kept is None or kept[0] is not plugin.memo_key
+    kept = memo.get((route_id, client_host))
+    if (kept is None or kept[0] is not plugin_key
             or kept[1] is not policy.consumers.memo_key):
         if len(memo) >= MAX_PLANS:
             return False  # e.g. one token sent with ever new Host values: the general way
@@ -76,8 +97,8 @@ def allow_cached(flow: http.HTTPFlow, policy: Policy, cache: IntrospectionCache)
             return False
         # a plain tuple of plain values: the collector stops tracking it (and
         # then the memo), see cache.Stored
-        memo[SHARED((route.id, client_host))] = kept = tuple(plan)
-    _, _, until, upstream, host, hide, fields, added, consumer, meta_items, comment = kept
+        memo[SHARED((route_id, client_host))] = kept = tuple(plan)
+    _, _, until, upstream, host, hide, added_fields, added, consumer, meta, comment = kept
     left = until - cache.now()
     if left <= 0:
         return False
@@ -87,16 +108,36 @@ def allow_cached(flow: http.HTTPFlow, policy: Policy, cache: IntrospectionCache)
         scheme, up_host, port = upstream
         if (data.scheme, data.host, data.port) != (scheme, up_host, port):
             request.scheme, request.host, request.port = scheme, up_host, port
-    rewrite_headers(request, host, add=fields, drop=b"authorization" if hide else None)
+    # the header list rebuilt once, as fastpath.rewrite_headers does: the
+    # Host field keeps its place and name, Authorization goes if hidden
+    new = list(fields)
+    if host is not None:
+        new[host_at] = (fields[host_at][0], host)
+    if hide:
+        del new[auth_at]
+    new += added_fields
+    data.headers.fields = tuple(new)
 
     # tuples, not lists (as on the general path): mitmweb keeps every flow,
     # and the garbage collector visits each list on every full collection
-    meta = dict(meta_items)
-    meta["client_path"] = path
-    meta["removed_headers"] = ()
-    meta["token_id"] = key[:12]
-    meta["cache_remaining_s"] = round(left, 1)
-    meta["added_headers"] = added
+    route_label, service, plugin_label, plugin_id = meta
+    meta = {
+        "route": route_label,
+        "service": service,
+        "client_host": client_host,
+        "plugin": plugin_label,
+        "plugin_id": plugin_id,
+        "token_source": "header",
+        "cache": "hit",
+        "introspection_latency_ms": None,
+        "active": True,
+        "outcome": "allowed",
+        "client_path": path,
+        "removed_headers": (),
+        "token_id": key[:12],
+        "cache_remaining_s": round(left, 1),
+        "added_headers": added,
+    }
     if consumer is not None:
         meta["consumer"] = dict(consumer)
     if hide:
@@ -106,6 +147,27 @@ def allow_cached(flow: http.HTTPFlow, policy: Policy, cache: IntrospectionCache)
                     else f"{comment}{int(left)} s left)")
     flow.marked = _ALLOWED
     return True
+
+
+def _lane_route(policy: Policy, lanes: dict[tuple[bytes, bytes, bytes], tuple[Any, ...]],
+                raw_host: bytes, raw_path: bytes, raw_method: bytes) -> tuple[Any, ...]:
+    """What the lane needs about a (Host, path, method) of `policy`, worked
+    out once and kept in `lanes` (policy.lane_routes) as one flat tuple; ():
+    not a request the lane takes."""
+    method = raw_method.decode("utf-8", "surrogateescape")
+    client_host = raw_host.decode("utf-8", "surrogateescape")
+    path = raw_path.decode("utf-8", "surrogateescape")
+    resolution = policy.resolve(client_host, path, method)
+    plugin = resolution.plugin
+    lane: tuple[Any, ...] = ()
+    if method != "OPTIONS" and plugin is not None and resolution.match is not None:
+        lane = (resolution, resolution.match.target.id, client_host, path,
+                # make_key(plugin.key_prefix, token) goes on from this state
+                hashlib.sha256(plugin.key_prefix + b"\x00"), plugin.config.ttl, plugin.memo_key)
+    if len(lanes) >= RESOLUTION_MEMO_SIZE:
+        lanes.clear()
+    lanes[(raw_host, raw_path, raw_method)] = lane
+    return lane
 
 
 class _Plan(NamedTuple):
@@ -121,14 +183,14 @@ class _Plan(NamedTuple):
     until: float
     #: (scheme, host, port) to send to; None: the reverse-mode target as is
     upstream: tuple[bytes, str, int] | None
-    #: the Host to send; None: the client's
-    host: str | None
+    #: the Host to send (raw); None: the client's
+    host: bytes | None
     hide: bool
     fields: tuple[tuple[bytes, bytes], ...]
     added: tuple[str, ...]
     consumer: dict[str, Any] | None
-    #: the metadata every such flow starts from, as (key, value) pairs
-    meta: tuple[tuple[str, Any], ...]
+    #: the metadata of the route and plugin: route, service, plugin, plugin_id
+    meta: tuple[str, str | None, str, str | None]
     #: the flow comment up to the seconds left
     comment: str
 
@@ -157,29 +219,20 @@ def _plan(flow: http.HTTPFlow, policy: Policy, resolution: Resolution, client_ho
         target = reverse_target(flow.client_conn.proxy_mode)
     host_value = client_host if route.preserve_host else target
     until = entry.valid_until(cfg.ttl)
-    meta = {
-        "route": route.label,
-        "service": (service.name or service.id) if service is not None else None,
-        "client_host": client_host,
-        "plugin": plugin.label,
-        "plugin_id": plugin.id,
-        "token_source": "header",
-        "cache": "hit",
-        "introspection_latency_ms": None,
-        "active": True,
-        "outcome": "allowed",
-    }
+    meta = (route.label, (service.name or service.id) if service is not None else None,
+            plugin.label, plugin.id)
     return _Plan(
         plugin=plugin.memo_key,
         consumers=policy.consumers.memo_key,
         until=until,
         upstream=SHARED((upstream[0].encode(), upstream[1], upstream[2])) if upstream else None,
-        host=host_value,
+        host=(SHARED(host_value.encode("utf-8", "surrogateescape"))
+              if host_value is not None else None),
         hide=cfg.hide_credentials,
         fields=identity.fields,
         added=identity.names,
         consumer=identity.consumer,
-        meta=SHARED(tuple(meta.items())),
+        meta=SHARED(meta),
         comment=SHARED(f"oauth2-introspection [route {route.label}, {plugin.label}]: "
                        f"allowed {identity.who} (cache hit, "),
     )

@@ -261,11 +261,10 @@ class Policy:
         # Not when a route matches on headers: they are not in the key.
         self._resolved: dict[tuple[str, str, str], Resolution] | None = (
             None if router.matches_headers else {})
-
-    def remembered(self, host: str, path: str, method: str) -> Resolution | None:
-        """resolve(), for a policy whose routes do not match on headers (and so
-        remembers its resolutions); None for one whose routes do."""
-        return None if self._resolved is None else self.resolve(host, path, method)
+        #: the cached-token lane's own memo, by raw (Host, path, method): what
+        #: it needs of each resolution as one flat tuple (fastlane.py)
+        self.lane_routes: dict[tuple[bytes, bytes, bytes], tuple[Any, ...]] | None = (
+            None if router.matches_headers else {})
 
     def resolve(
         self, host: str, path: str, method: str, headers: Mapping[str, str] | None = None

@@ -22,6 +22,8 @@ from mitmproxy.test import taddons, tflow
 from oauth2_introspection import addon as addon_module
 from oauth2_introspection.addon import METADATA_KEY, OAuth2Introspection, safe_url
 
+from .hooking import hooked
+
 IDP = "http://idp.test/introspect"
 TOKEN = "raw-token-abcdef-0123456789"
 TARGET = "reverse:http://127.0.0.1:9000"
@@ -244,7 +246,7 @@ async def test_without_a_policy_every_request_is_refused_with_503() -> None:
     addon = OAuth2Introspection()
     with context(addon):
         flow = reverse_flow("/basic", headers=bearer())
-        await addon.request(flow)
+        await hooked(addon.request(flow))
     assert flow.response is not None
     assert flow.response.status_code == 503
     assert flow.comment == "oauth2-introspection: 503 no policy loaded"
@@ -260,7 +262,7 @@ async def test_an_exception_inside_the_hook_answers_500_and_does_not_forward(
     monkeypatch.setattr(addon_module, "decide", broken)
     flow = reverse_flow("/basic?access_token=" + TOKEN)
     with caplog.at_level(logging.ERROR):
-        await loaded.request(flow)
+        await hooked(loaded.request(flow))
     assert flow.response is not None
     assert flow.response.status_code == 500
     assert json.loads(flow.response.content or b"") == {
@@ -281,7 +283,7 @@ async def test_an_exception_while_forwarding_also_answers_500(
 
     monkeypatch.setattr(addon_module, "upstream_path", broken)
     flow = reverse_flow("/basic", headers=bearer())
-    await loaded.request(flow)
+    await hooked(loaded.request(flow))
     assert flow.response is not None
     assert flow.response.status_code == 500
 
@@ -299,7 +301,7 @@ async def test_finished_errored_or_replayed_flows_are_left_alone(
 ) -> None:
     flow = flow_factory()
     before = flow.response
-    await loaded.request(flow)
+    await hooked(loaded.request(flow))
     assert flow.response is before
     assert METADATA_KEY not in flow.metadata
     assert idp.calls == []
@@ -312,7 +314,7 @@ async def test_a_missing_token_is_answered_401_and_not_forwarded(
     loaded: OAuth2Introspection,
 ) -> None:
     flow = reverse_flow("/basic")
-    await loaded.request(flow)
+    await hooked(loaded.request(flow))
     assert flow.response is not None
     assert flow.response.status_code == 401
     assert flow.response.headers["WWW-Authenticate"] == 'Bearer realm="service"'
@@ -326,7 +328,7 @@ async def test_an_inactive_token_is_answered_401_invalid_token(
     loaded: OAuth2Introspection,
 ) -> None:
     flow = reverse_flow("/basic", headers=bearer("expired"))
-    await loaded.request(flow)
+    await hooked(loaded.request(flow))
     assert flow.response is not None
     assert flow.response.status_code == 401
     assert json.loads(flow.response.content or b"")["error"] == "invalid_token"
@@ -336,7 +338,7 @@ async def test_an_active_token_is_forwarded_with_identity_headers(
     loaded: OAuth2Introspection, idp: Idp
 ) -> None:
     flow = reverse_flow("/basic/x", headers=bearer())
-    await loaded.request(flow)
+    await hooked(loaded.request(flow))
     assert flow.response is None
     headers = flow.request.headers
     assert headers["X-Credential-Identifier"] == "alice"
@@ -362,7 +364,7 @@ async def test_spoofed_identity_headers_are_removed_before_ours_are_set(
         "X-Credential-Groups": "root",
         "X-Anonymous-Consumer": "false",
     })
-    await loaded.request(flow)
+    await hooked(loaded.request(flow))
     assert flow.response is None
     headers = flow.request.headers
     assert "X-Consumer-Username" not in headers
@@ -377,7 +379,7 @@ async def test_spoofed_headers_are_stripped_on_the_anonymous_path(
     loaded: OAuth2Introspection,
 ) -> None:
     flow = reverse_flow("/anon", headers={"X-Credential-Scope": "admin"})
-    await loaded.request(flow)
+    await hooked(loaded.request(flow))
     assert flow.response is None
     assert flow.request.headers["X-Anonymous-Consumer"] == "true"
     assert flow.request.headers["X-Consumer-Username"] == "guest"
@@ -389,7 +391,7 @@ async def test_hide_credentials_removes_the_token_before_forwarding(
     loaded: OAuth2Introspection,
 ) -> None:
     flow = reverse_flow(f"/hide?a=1&access_token={TOKEN}&b=2")
-    await loaded.request(flow)
+    await hooked(loaded.request(flow))
     assert flow.response is None
     assert flow.request.path == "/hide?a=1&b=2"
     assert flow.metadata[METADATA_KEY]["hidden_credentials"] == ("query:access_token",)
@@ -401,7 +403,7 @@ async def test_hide_credentials_removes_a_json_field_keeping_the_rest(
     body = b'{"x": 1.50, "access_token": "' + TOKEN.encode() + b'", "y": [1,2]}'
     flow = reverse_flow("/hide", method="POST", content=body,
                         headers={"Content-Type": "application/json"})
-    await loaded.request(flow)
+    await hooked(loaded.request(flow))
     assert flow.response is None
     assert flow.request.content == b'{"x": 1.50, "y": [1,2]}'
 
@@ -410,7 +412,7 @@ async def test_a_route_without_its_own_plugin_gets_its_services_plugin(
     loaded: OAuth2Introspection,
 ) -> None:
     flow = reverse_flow("/open")
-    await loaded.request(flow)
+    await hooked(loaded.request(flow))
     assert flow.response is not None
     assert flow.response.status_code == 401
 
@@ -424,7 +426,7 @@ async def test_a_request_with_no_plugin_anywhere_passes_with_its_headers(
     with context(addon) as tctx:
         tctx.configure(addon, introspection_config=str(write_config(tmp_path, config)))
         flow = reverse_flow("/public/x", headers={"X-Consumer-ID": "client-sent"})
-        await addon.request(flow)
+        await hooked(addon.request(flow))
     assert flow.response is None
     assert flow.request.headers["X-Consumer-ID"] == "client-sent"
     assert flow.request.path == "/x"  # strip_path defaults to true
@@ -445,9 +447,9 @@ async def test_a_request_matching_no_route_gets_only_the_global_plugin(
         tctx.configure(addon, introspection_config=str(write_config(tmp_path, config)))
         mock_clients(addon, idp)
         refused = reverse_flow("/private")
-        await addon.request(refused)
+        await hooked(addon.request(refused))
         allowed = reverse_flow("/private?q=1", headers=bearer())
-        await addon.request(allowed)
+        await hooked(addon.request(allowed))
     await addon.done()
     assert refused.response is not None
     assert refused.response.status_code == 401
@@ -465,7 +467,7 @@ async def test_the_clients_host_is_used_for_routing_and_the_target_host_is_sent(
     loaded: OAuth2Introspection,
 ) -> None:
     flow = reverse_flow("/anything", host="api.example.test", headers=bearer())
-    await loaded.request(flow)
+    await hooked(loaded.request(flow))
     assert flow.response is None
     assert flow.metadata[METADATA_KEY]["route"] == "hosted"
     assert flow.request.host_header == "127.0.0.1:9000"
@@ -476,7 +478,7 @@ async def test_the_clients_host_with_a_port_still_routes_by_host(
     loaded: OAuth2Introspection,
 ) -> None:
     flow = reverse_flow("/anything", host="API.example.test:8080")
-    await loaded.request(flow)
+    await hooked(loaded.request(flow))
     assert flow.metadata[METADATA_KEY]["route"] == "hosted"
 
 
@@ -484,7 +486,7 @@ async def test_preserve_host_keeps_the_clients_host_upstream(
     loaded: OAuth2Introspection,
 ) -> None:
     flow = reverse_flow("/x", host="keep.example.test", headers=bearer())
-    await loaded.request(flow)
+    await hooked(loaded.request(flow))
     assert flow.response is None
     assert flow.metadata[METADATA_KEY]["route"] == "kept-host"
     assert flow.request.host_header == "keep.example.test"
@@ -494,7 +496,7 @@ async def test_a_service_url_sends_the_request_there_with_its_host_and_path(
     loaded: OAuth2Introspection,
 ) -> None:
     flow = reverse_flow("/svc/items?x=1", headers=bearer())
-    await loaded.request(flow)
+    await hooked(loaded.request(flow))
     assert flow.response is None
     request = flow.request
     assert (request.scheme, request.host, request.port) == ("http", "echo.internal", 8080)
@@ -507,7 +509,7 @@ async def test_a_refused_request_is_not_rewritten_for_upstream(
     loaded: OAuth2Introspection,
 ) -> None:
     flow = reverse_flow("/svc/items")
-    await loaded.request(flow)
+    await hooked(loaded.request(flow))
     assert flow.response is not None
     assert flow.request.host == "127.0.0.1"
     assert flow.request.path == "/svc/items"
@@ -518,7 +520,7 @@ async def test_path_tricks_cannot_escape_a_protected_route(
 ) -> None:
     for path in ("/open/../hide", "/%68ide", "//hide"):
         flow = reverse_flow(path)
-        await loaded.request(flow)
+        await hooked(loaded.request(flow))
         assert flow.metadata[METADATA_KEY]["route"] == "hide", path
 
 
@@ -536,7 +538,7 @@ async def test_the_decision_is_written_onto_the_flow_without_the_raw_token(
     ]
     with caplog.at_level(logging.DEBUG, logger="oauth2_introspection"):
         for flow in flows:
-            await loaded.request(flow)
+            await hooked(loaded.request(flow))
     for flow in flows:
         meta = flow.metadata[METADATA_KEY]
         assert flow.comment.startswith("oauth2-introspection [route ")
@@ -554,8 +556,8 @@ async def test_the_comment_names_route_plugin_and_cache_state(
 ) -> None:
     first = reverse_flow("/basic", headers=bearer())
     second = reverse_flow("/basic", headers=bearer())
-    await loaded.request(first)
-    await loaded.request(second)
+    await hooked(loaded.request(first))
+    await hooked(loaded.request(second))
     assert first.comment.startswith("oauth2-introspection [route basic, service 'target']")
     assert "introspected" in first.comment
     assert "cache hit" in second.comment
@@ -572,7 +574,7 @@ async def test_a_502_is_logged_as_a_warning_with_the_reason_on_the_flow(
         )
     flow = reverse_flow("/basic", headers=bearer())
     with caplog.at_level(logging.INFO, logger="oauth2_introspection"):
-        await loaded.request(flow)
+        await hooked(loaded.request(flow))
     assert flow.response is not None
     assert flow.response.status_code == 502
     assert b"idp secret" not in (flow.response.content or b"")

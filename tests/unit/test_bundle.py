@@ -13,6 +13,8 @@ from mitmproxy.test import taddons, tflow
 
 from oauth2_introspection.bundle import IntrospectionAddon
 
+from .hooking import hooked
+
 CONFIG = """\
 _format_version: "3.0"
 services:
@@ -62,6 +64,6 @@ async def test_configure_reaches_the_core_and_the_watcher(tmp_path: Path) -> Non
         assert watcher.path == str(config)  # the watcher, after the core
         flow = tflow.tflow()
         flow.request.headers.pop("Authorization", None)
-        await bundle.request(flow)
+        await hooked(bundle.request(flow))
         assert flow.response is not None and flow.response.status_code == 401
         await bundle.done()

@@ -20,6 +20,7 @@ from oauth2_introspection.commands import IntrospectionCommands
 from oauth2_introspection.diff import Verdict, compare
 from oauth2_introspection.subflows import mask_authorization, mask_token, token_fingerprint
 
+from .hooking import hooked
 from .test_addon import (  # noqa: F401 - an autouse fixture
     CONFIG,
     TOKEN,
@@ -84,10 +85,10 @@ async def test_each_outcome_class_has_its_marker(web: Web, idp: Idp) -> None:
         (reverse_flow("/anon"), ":large_blue_circle:"),
     ]
     for flow, marker in cases:
-        await addon.request(flow)
+        await hooked(addon.request(flow))
         assert flow.marked == marker, flow.comment
     unrouted = reverse_flow("/unrouted")  # no route, no global plugin: not decided
-    await addon.request(unrouted)
+    await hooked(addon.request(unrouted))
     assert unrouted.marked == "" and unrouted.comment == ""
 
 
@@ -95,7 +96,7 @@ async def test_report_mode_forwards_unchanged_and_records_what_enforce_would_do(
     addon, _, tctx = web
     tctx.configure(addon, introspection_mode="report")
     spoofed = reverse_flow("/basic", headers={"X-Consumer-ID": "forged"})
-    await addon.request(spoofed)
+    await hooked(addon.request(spoofed))
     assert spoofed.response is None
     assert spoofed.request.headers["X-Consumer-ID"] == "forged"
     assert spoofed.marked == ":yellow_circle:"
@@ -107,7 +108,7 @@ async def test_report_mode_forwards_unchanged_and_records_what_enforce_would_do(
 
     hidden = reverse_flow("/hide", headers=bearer())
     before = hidden.request.headers.copy()
-    await addon.request(hidden)
+    await hooked(addon.request(hidden))
     assert hidden.response is None
     assert hidden.request.headers["Authorization"] == f"Bearer {TOKEN}"
     assert not any(k.lower().startswith("x-consumer") for k in hidden.request.headers)
@@ -122,7 +123,7 @@ async def test_report_mode_forwards_unchanged_and_records_what_enforce_would_do(
 
     tctx.configure(addon, introspection_mode="enforce")
     refused = reverse_flow("/basic")
-    await addon.request(refused)
+    await hooked(addon.request(refused))
     assert refused.response is not None and refused.response.status_code == 401
 
 
@@ -131,7 +132,7 @@ async def test_report_mode_without_policy_forwards(tmp_path: Path) -> None:
     with taddons.context(Proxyserver(), addon) as tctx:
         tctx.configure(addon, introspection_mode="report")
         flow = reverse_flow("/basic")
-        await addon.request(flow)
+        await hooked(addon.request(flow))
         assert flow.response is None and flow.marked == ":yellow_circle:"
         assert "503 no policy loaded" in flow.comment
 
@@ -142,7 +143,7 @@ async def test_report_mode_without_policy_forwards(tmp_path: Path) -> None:
 async def test_an_introspection_call_becomes_a_linked_masked_flow_in_the_view(web: Web) -> None:
     addon, view, _ = web
     flow = reverse_flow("/basic", headers=bearer())
-    await addon.request(flow)
+    await hooked(addon.request(flow))
     meta = flow.metadata[METADATA_KEY]
     assert len(view) == 1
     sub = view[0]
@@ -157,7 +158,7 @@ async def test_an_introspection_call_becomes_a_linked_masked_flow_in_the_view(we
     assert sub.response is not None and sub.response.json()["username"] == "alice"
 
     hit = reverse_flow("/basic", headers=bearer())
-    await addon.request(hit)
+    await hooked(addon.request(hit))
     assert len(view) == 1  # a cache hit makes no call
 
 
@@ -169,7 +170,7 @@ async def test_a_failed_call_becomes_a_flow_with_an_error(web: Web, idp: Idp) ->
 
     mock_clients(addon, down)
     flow = reverse_flow("/basic", headers=bearer())
-    await addon.request(flow)
+    await hooked(addon.request(flow))
     assert flow.response is not None and flow.response.status_code == 502
     assert flow.marked == ":orange_circle:"
     assert view[0].error is not None and view[0].response is None
@@ -178,7 +179,7 @@ async def test_a_failed_call_becomes_a_flow_with_an_error(web: Web, idp: Idp) ->
 async def test_sub_flows_can_be_turned_off(web: Web) -> None:
     addon, view, tctx = web
     tctx.configure(addon, introspection_subflows="false")
-    await addon.request(reverse_flow("/basic", headers=bearer()))
+    await hooked(addon.request(reverse_flow("/basic", headers=bearer())))
     assert len(view) == 0
 
 
@@ -195,7 +196,7 @@ def test_masking() -> None:
 async def test_cache_commands(web: Web) -> None:
     addon, _, tctx = web
     flow = reverse_flow("/basic", headers=bearer())
-    await addon.request(flow)
+    await hooked(addon.request(flow))
     token_id = flow.metadata[METADATA_KEY]["token_id"]
     call = tctx.master.commands.call
     shown = call("introspection.cache.show")
@@ -206,16 +207,16 @@ async def test_cache_commands(web: Web) -> None:
 
     assert flush("not-a-token") == "flushed 0 cached answer(s)"
     assert flush(TOKEN) == "flushed 1 cached answer(s)"
-    await addon.request(reverse_flow("/basic", headers=bearer()))
+    await hooked(addon.request(reverse_flow("/basic", headers=bearer())))
     assert flush(token_id) == "flushed 1 cached answer(s)"
-    await addon.request(reverse_flow("/basic", headers=bearer()))
+    await hooked(addon.request(reverse_flow("/basic", headers=bearer())))
     assert flush() == "flushed 1 cached answer(s)"
 
 
 async def test_explain_and_reload(web: Web, tmp_path: Path) -> None:
     addon, _, tctx = web
     flow = reverse_flow("/basic")
-    await addon.request(flow)
+    await hooked(addon.request(flow))
 
     def explain(flows: list[Any]) -> str:
         return tctx.master.commands.call("introspection.explain", flows)

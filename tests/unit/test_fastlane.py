@@ -20,6 +20,7 @@ from oauth2_introspection import fastlane
 from oauth2_introspection.addon import METADATA_KEY, OAuth2Introspection
 from oauth2_introspection.cache import IntrospectionCache
 
+from .hooking import hooked
 from .test_addon import (  # noqa: F401  (fixtures)
     CONFIG,
     TOKEN,
@@ -78,15 +79,15 @@ def snapshot(flow: http.HTTPFlow) -> dict[str, Any]:
 async def both_ways(addon: OAuth2Introspection, used: list[bool], make: Any) -> tuple[Any, Any]:
     addon.log_allowed = False
     for _ in range(3):  # warm: introspected, then decoded and worked out
-        await addon.request(make())
+        await hooked(addon.request(make()))
     addon.log_allowed = True  # allowed decisions logged: the general path
     used.clear()
     general = make()
-    await addon.request(general)
+    await hooked(addon.request(general))
     assert used == []
     addon.log_allowed = False
     lane = make()
-    await addon.request(lane)
+    await hooked(addon.request(lane))
     return snapshot(general), snapshot(lane)
 
 
@@ -122,7 +123,14 @@ DECLINED = {
     "path rewritten": lambda: reverse_flow("/svc/x", headers=bearer()),
     "anonymous fallback": lambda: reverse_flow("/anon", headers=bearer("unknown")),
     "two Authorization headers": lambda: _twice_authorized(),
+    "two Host headers": lambda: _two_hosts(),
 }
+
+
+def _two_hosts() -> http.HTTPFlow:
+    flow = reverse_flow("/basic", headers=bearer())
+    flow.request.headers.add("Host", "other.example.test")
+    return flow
 
 
 def _twice_authorized() -> http.HTTPFlow:
@@ -148,9 +156,9 @@ async def test_a_new_policy_or_consumer_set_is_never_served_from_an_old_plan(
     policy = addon.state.load_file(str(write_config(tmp_path, config, "v2.yaml")))
     assert addon.policy is policy
     flow = reverse_flow("/basic", headers=bearer())
-    await addon.request(flow)  # the general way once (works the identity out again)
+    await hooked(addon.request(flow))  # the general way once (works the identity out again)
     flow = reverse_flow("/basic", headers=bearer())
-    await addon.request(flow)
+    await hooked(addon.request(flow))
     assert flow.request.headers["X-Consumer-Custom-ID"] == "renamed"
     assert used[-1] is True
 
@@ -162,7 +170,7 @@ async def test_the_plans_of_one_answer_are_bounded(warm, monkeypatch) -> None:
                                                       headers=bearer()))
     for i in range(10):
         flow = reverse_flow("/basic", host=f"h{i}.test", headers=bearer())
-        await addon.request(flow)
+        await hooked(addon.request(flow))
         assert flow.metadata[METADATA_KEY]["outcome"] == "allowed"
     (_, memo), = addon.cache._hot.values()
     assert len(memo) <= 3 + 1  # the plans and the identity they share
@@ -183,7 +191,7 @@ async def test_answers_share_equal_parts_and_nothing_kept_is_walked_by_the_colle
     for token in (OTHER, third):
         await both_ways(addon, used, lambda t=token: reverse_flow("/basic", headers=bearer(t)))
         flows.append(reverse_flow("/basic", headers=bearer(token)))
-        await addon.request(flows[-1])
+        await hooked(addon.request(flows[-1]))
     assert used[-1] is True
     plans = [fastlane._Plan._make(v) for _, memo in addon.cache._hot.values()
              for v in memo.values() if len(v) == len(fastlane._Plan._fields)]
@@ -202,3 +210,33 @@ async def test_answers_share_equal_parts_and_nothing_kept_is_walked_by_the_colle
     for stored, memo in addon.cache._hot.values():
         assert not gc.is_tracked(stored) and not gc.is_tracked(memo), memo
     assert not any(gc.is_tracked(v) for v in addon.cache._entries.values())
+
+
+async def test_the_cached_case_is_decided_without_a_coroutine(warm) -> None:
+    """mitmproxy awaits what a hook returns only when it is awaitable: the
+    lane returns None (no coroutine per request), the general path a
+    coroutine that does the rest."""
+    addon, used = warm
+    await both_ways(addon, used, CASES["service plugin, reverse target, consumer"])
+    flow = reverse_flow("/basic", headers=bearer())
+    assert addon.request(flow) is None
+    assert flow.metadata[METADATA_KEY]["outcome"] == "allowed"
+    addon.log_allowed = True  # the general path
+    flow = reverse_flow("/basic", headers=bearer())
+    pending = addon.request(flow)
+    assert pending is not None and METADATA_KEY not in flow.metadata
+    await pending
+    assert flow.metadata[METADATA_KEY]["outcome"] == "allowed"
+
+
+async def test_the_lane_memo_of_a_policy_is_bounded(warm, monkeypatch) -> None:
+    addon, used = warm
+    monkeypatch.setattr(fastlane, "RESOLUTION_MEMO_SIZE", 2)
+    await both_ways(addon, used, CASES["service plugin, reverse target, consumer"])
+    used.clear()
+    for i in range(6):
+        flow = reverse_flow(f"/basic/{i}", headers=bearer())
+        await hooked(addon.request(flow))
+        assert flow.metadata[METADATA_KEY]["outcome"] == "allowed"
+        assert len(addon.policy.lane_routes) <= 2
+    assert used == [True] * 6
