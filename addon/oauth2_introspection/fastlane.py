@@ -3,10 +3,11 @@
 A request takes it when it is the plain case (HTTP/1.1, no body, no query, one
 Host, one `Authorization: Bearer` header, no identity header sent) on a route
 resolved without looking at headers, without path rewriting, and its token's
-active answer is in the cache (the general path introspected it before). Anything else returns False and takes the general path
-(addon._handle -> decide), which the lane never contradicts: the same
-headers, metadata, comment and marker (tests/unit/test_fastlane.py compares
-both on the same requests).
+active answer is in the cache (the general path introspected it before).
+Anything else returns False and takes the general path (addon._handle ->
+decide), which the lane never contradicts: the same headers, metadata,
+comment and marker (tests/unit/test_fastlane.py compares both on the same
+requests).
 
 Why it exists: inside mitmproxy each step of the general path runs with cold
 CPU caches, between mitmproxy's own work, and costs several times what it
@@ -79,7 +80,7 @@ def allow_cached(flow: http.HTTPFlow, policy: Policy, cache: IntrospectionCache)
         lane = _lane_route(policy, lanes, raw_host, raw_path, data.method)
     if not lane:
         return False
-    resolution, route_id, client_host, path, hasher, ttl, plugin_key = lane
+    resolution, route_id, client_host, hasher, ttl, plugin_key, base_meta = lane
     hashing = hasher.copy()  # = make_key(plugin.key_prefix, token)
     hashing.update(parts[1].encode("utf-8", "surrogateescape"))
     key = hashing.hexdigest()
@@ -98,7 +99,7 @@ def allow_cached(flow: http.HTTPFlow, policy: Policy, cache: IntrospectionCache)
         # a plain tuple of plain values: the collector stops tracking it (and
         # then the memo), see cache.Stored
         memo[SHARED((route_id, client_host))] = kept = tuple(plan)
-    _, _, until, upstream, host, hide, added_fields, added, consumer, meta, comment = kept
+    _, _, until, upstream, host, hide, added_fields, added, consumer, comment = kept
     left = until - cache.now()
     if left <= 0:
         return False
@@ -120,24 +121,10 @@ def allow_cached(flow: http.HTTPFlow, policy: Policy, cache: IntrospectionCache)
 
     # tuples, not lists (as on the general path): mitmweb keeps every flow,
     # and the garbage collector visits each list on every full collection
-    route_label, service, plugin_label, plugin_id = meta
-    meta = {
-        "route": route_label,
-        "service": service,
-        "client_host": client_host,
-        "plugin": plugin_label,
-        "plugin_id": plugin_id,
-        "token_source": "header",
-        "cache": "hit",
-        "introspection_latency_ms": None,
-        "active": True,
-        "outcome": "allowed",
-        "client_path": path,
-        "removed_headers": (),
-        "token_id": key[:12],
-        "cache_remaining_s": round(left, 1),
-        "added_headers": added,
-    }
+    meta = base_meta.copy()
+    meta["token_id"] = key[:12]
+    meta["cache_remaining_s"] = round(left, 1)
+    meta["added_headers"] = added
     if consumer is not None:
         meta["consumer"] = dict(consumer)
     if hide:
@@ -161,9 +148,31 @@ def _lane_route(policy: Policy, lanes: dict[tuple[bytes, bytes, bytes], tuple[An
     plugin = resolution.plugin
     lane: tuple[Any, ...] = ()
     if method != "OPTIONS" and plugin is not None and resolution.match is not None:
-        lane = (resolution, resolution.match.target.id, client_host, path,
+        route = resolution.match.target
+        service = route.service
+        # the flow metadata of every allowed request of this line, in the
+        # general path's order; copied and completed per request
+        meta = {
+            "route": route.label,
+            "service": (service.name or service.id) if service is not None else None,
+            "client_host": client_host,
+            "plugin": plugin.label,
+            "plugin_id": plugin.id,
+            "token_source": "header",
+            "cache": "hit",
+            "introspection_latency_ms": None,
+            "active": True,
+            "outcome": "allowed",
+            "client_path": path,
+            "removed_headers": (),
+            "token_id": None,
+            "cache_remaining_s": None,
+            "added_headers": None,
+        }
+        lane = (resolution, route.id, client_host,
                 # make_key(plugin.key_prefix, token) goes on from this state
-                hashlib.sha256(plugin.key_prefix + b"\x00"), plugin.config.ttl, plugin.memo_key)
+                hashlib.sha256(plugin.key_prefix + b"\x00"), plugin.config.ttl, plugin.memo_key,
+                meta)
     if len(lanes) >= RESOLUTION_MEMO_SIZE:
         lanes.clear()
     lanes[(raw_host, raw_path, raw_method)] = lane
@@ -189,8 +198,6 @@ class _Plan(NamedTuple):
     fields: tuple[tuple[bytes, bytes], ...]
     added: tuple[str, ...]
     consumer: dict[str, Any] | None
-    #: the metadata of the route and plugin: route, service, plugin, plugin_id
-    meta: tuple[str, str | None, str, str | None]
     #: the flow comment up to the seconds left
     comment: str
 
@@ -219,8 +226,6 @@ def _plan(flow: http.HTTPFlow, policy: Policy, resolution: Resolution, client_ho
         target = reverse_target(flow.client_conn.proxy_mode)
     host_value = client_host if route.preserve_host else target
     until = entry.valid_until(cfg.ttl)
-    meta = (route.label, (service.name or service.id) if service is not None else None,
-            plugin.label, plugin.id)
     return _Plan(
         plugin=plugin.memo_key,
         consumers=policy.consumers.memo_key,
@@ -232,7 +237,6 @@ def _plan(flow: http.HTTPFlow, policy: Policy, resolution: Resolution, client_ho
         fields=identity.fields,
         added=identity.names,
         consumer=identity.consumer,
-        meta=SHARED(meta),
         comment=SHARED(f"oauth2-introspection [route {route.label}, {plugin.label}]: "
                        f"allowed {identity.who} (cache hit, "),
     )
