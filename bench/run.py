@@ -440,7 +440,11 @@ class Bench:
         self.args = args
         self.quick = args.quick
         self.duration = args.duration or (2 if self.quick else 6)
-        self.rounds = args.rounds or (1 if self.quick else 5)
+        #: plain/addon process pairs the interleaved rounds go through in turn:
+        #: two processes of one build differ by a few points (memory layout),
+        #: so a figure from one pair alone is that pair's luck
+        self.pairs = max(1, getattr(args, "pairs", None) or (1 if self.quick else 3))
+        self.rounds = args.rounds or (1 if self.quick else 2 * self.pairs)
         self.addon_dir = (args.addon_dir or ROOT / "addon").resolve()
         if args.addon_dir:
             # mitmdump must import this copy of the package, not the installed one
@@ -499,9 +503,17 @@ class Bench:
         cfg.write_text(json.dumps(addon_config(self.idp_port)))
         self.addon_args = ["-s", str(self.addon_dir / "introspect.py"),
                            "--set", f"introspection_config={cfg}"]
-        self.ports = {name: free_port() for name in ("plain", "addon", "bare")}
-        self.mitm("plain", "mitmdump", self.ports["plain"], [])
-        self.mitm("addon", "mitmdump", self.ports["addon"], self.addon_args)
+        self.pair_names = [("plain", "addon")] + [
+            (f"plain-{k}", f"addon-{k}") for k in range(2, self.pairs + 1)]
+        #: (c)'s token in each addon process: its own, so that calls per token
+        #: still say whether one process introspected a token twice
+        self.singles = {addon: f"single-d0-{self.run_id}" + (f"-p{k}" if k > 1 else "")
+                        for k, (_, addon) in enumerate(self.pair_names, 1)}
+        names = [name for pair in self.pair_names for name in pair]
+        self.ports = {name: free_port() for name in (*names, "bare")}
+        for plain, addon in self.pair_names:
+            self.mitm(plain, "mitmdump", self.ports[plain], [])
+            self.mitm(addon, "mitmdump", self.ports[addon], self.addon_args)
         self.mitm("bare", "mitmdump", self.ports["bare"], [
             "-s", str(BENCH / "bare_hook.py"),
             "--set", f"bare_introspection_url=http://127.0.0.1:{self.idp_port}/introspect"])
@@ -536,10 +548,15 @@ class Bench:
     def warm_up(self) -> None:
         """A short run through each proxy first: the first requests of a fresh
         Python process are slower (imports, connection set-up)."""
-        single = f"single-d0-{self.run_id}"
-        asyncio.run(requests_with_tokens(self.ports["addon"], [single], 1))
-        for name in ("plain", "addon"):
-            self.loader.run(self.ports[name], 1, "single", single)
+        for pair in self.pair_names:
+            single = self.singles[pair[1]]
+            asyncio.run(requests_with_tokens(self.ports[pair[1]], [single], 1))
+            for name in pair:
+                self.loader.run(self.ports[name], 1, "single", single)
+
+    def pair(self, round_no: int) -> tuple[str, str]:
+        """The plain/addon pair measured in round `round_no` (in turn)."""
+        return self.pair_names[round_no % len(self.pair_names)]
 
     # -- scenarios --
 
@@ -550,29 +567,40 @@ class Bench:
 
         # (d)'s tokens are warmed first, so that (b), (c) and (d) can be
         # measured in interleaved rounds (the median is reported).
-        prefix = f"w-d0-{self.run_id}-"
-        tokens = [f"{prefix}{i}" for i in range(1, self.tokens + 1)]
+        # Each addon process gets tokens of its own (calls stay one per token),
+        # all warmed at once.
+        prefixes = {addon: f"w-d0-{self.run_id}-p{k}-"
+                    for k, (_, addon) in enumerate(self.pair_names, 1)}
         addon_pid = self.procs.procs["addon"].pid
         rss_before = rss_kb(addon_pid)
         started = time.monotonic()
-        bad = asyncio.run(requests_with_tokens(self.ports["addon"], tokens, 32))
+
+        async def warm_all() -> list[int]:
+            return await asyncio.gather(*(
+                requests_with_tokens(self.ports[addon],
+                                     [f"{prefix}{i}" for i in range(1, self.tokens + 1)], 32)
+                for addon, prefix in prefixes.items()))
+
+        bad = sum(asyncio.run(warm_all()))
         warm_s = time.monotonic() - started
         rss_after_warm = rss_kb(addon_pid)
         before = idp_stats(self.idp_port)
         runs: dict[str, list[Load]] = {"b": [], "c": [], "d": []}
-        for _ in range(self.rounds):
-            runs["b"].append(self.measure("plain", self.ports["plain"]))
-            runs["c"].append(self.measure("addon", self.ports["addon"], kind="single",
-                                          token=single))
-            runs["d"].append(self.measure("addon", self.ports["addon"], kind="many",
-                                          token=prefix, n=self.tokens))
+        for r in range(self.rounds):
+            plain, addon = self.pair(r)
+            runs["b"].append(self.measure(plain, self.ports[plain]))
+            runs["c"].append(self.measure(addon, self.ports[addon], kind="single",
+                                          token=self.singles[addon]))
+            runs["d"].append(self.measure(addon, self.ports[addon], kind="many",
+                                          token=prefixes[addon], n=self.tokens))
         after = idp_stats(self.idp_port)
         calls_d = after["calls"] - before["calls"]
         b, c, d = (median_load(runs[k]) for k in "bcd")
         for label, load in ((LABELS[1], b), (LABELS[2], c), (LABELS[3], d)):
             self.figure(label, load.line(), asdict(load))
         self.figure(LABELS[10], f"{self.tokens} distinct tokens warmed in {warm_s:.1f} s "
-                    f"({bad} refused), {calls_d} introspection calls during the run "
+                    f"in each of {self.pairs} addon process(es) ({bad} refused), "
+                    f"{calls_d} introspection calls during the run "
                     f"(expected 0), max calls for one token {after['max_per_token']}",
                     {"tokens": self.tokens, "calls_during_run": calls_d, "warm_refused": bad,
                      "max_per_token": after["max_per_token"]})
@@ -598,10 +626,11 @@ class Bench:
         # time per request), so it is measured on one connection, no queue; in
         # interleaved rounds like (b)-(d), as one stray pause moves a p99.
         pairs = []
-        for _ in range(self.rounds):
-            lat_b = self.measure("plain", self.ports["plain"], conns=1)
-            lat_c = self.measure("addon", self.ports["addon"], kind="single", token=single,
-                                 conns=1)
+        for r in range(self.rounds):
+            plain, addon = self.pair(r)
+            lat_b = self.measure(plain, self.ports[plain], conns=1)
+            lat_c = self.measure(addon, self.ports[addon], kind="single",
+                                 token=self.singles[addon], conns=1)
             pairs.append((lat_c.p99_ms - lat_b.p99_ms, lat_b, lat_c))
         pairs.sort(key=lambda pair: pair[0])
         added, lat_b, lat_c = pairs[len(pairs) // 2]
@@ -634,18 +663,22 @@ class Bench:
 
         # mitmweb without and with the addon (the same warm single token), both
         # running, in interleaved rounds like (b)-(d) (the median is reported).
-        web_ports = {"web-plain": free_port(), "web-addon": free_port()}
+        # As many pairs as above, measured in turn.
+        web_pairs = [(f"web-plain-{k}", f"web-addon-{k}") for k in range(1, self.pairs + 1)]
+        web_ports = {name: free_port() for pair in web_pairs for name in pair}
         for name, port in web_ports.items():
-            self.mitm(name, "mitmweb", port, self.addon_args if name == "web-addon" else [])
+            self.mitm(name, "mitmweb", port,
+                      self.addon_args if name.startswith("web-addon") else [])
         for name, port in web_ports.items():
             self.procs.wait(name, port)
-            if name == "web-addon":
+            if name.startswith("web-addon"):
                 asyncio.run(requests_with_tokens(port, [single], 1))
             self.loader.run(port, 1, "single", single)  # warm-up
-        web_runs: dict[str, list[Load]] = {name: [] for name in web_ports}
-        for _ in range(self.rounds):
-            for name, port in web_ports.items():
-                web_runs[name].append(self.measure(name, port, kind="single", token=single))
+        web_runs: dict[str, list[Load]] = {"web-plain": [], "web-addon": []}
+        for r in range(self.rounds):
+            for kind, name in zip(web_runs, web_pairs[r % len(web_pairs)], strict=True):
+                web_runs[kind].append(self.measure(name, web_ports[name], kind="single",
+                                                   token=single))
         web = {name: median_load(loads) for name, loads in web_runs.items()}
         for name in web_ports:
             self.procs.stop(name)
@@ -694,8 +727,12 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="short runs, 1,000 tokens (< 60 s)")
     p.add_argument("--duration", type=float, help="seconds per load run (2 quick, 6 full)")
     p.add_argument("--tokens", type=int, help="distinct warm tokens for (d) (1k quick, 10k)")
+    p.add_argument("--pairs", type=int,
+                   help="plain/addon process pairs (and mitmweb pairs) measured in turn "
+                        "(1 quick, 3)")
     p.add_argument("--rounds", type=int,
-                   help="interleaved rounds of (b)-(d), the p99 and mitmweb pairs (1 quick, 5)")
+                   help="interleaved rounds of (b)-(d), the p99 and mitmweb pairs, going "
+                        "through the pairs in turn (1 quick, 2 per pair)")
     p.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
     p.add_argument("--connections", type=int, default=32, help="concurrent connections (32)")
     p.add_argument("--delay-ms", type=float, default=50, help="cold introspection delay (50)")
@@ -720,8 +757,8 @@ def main() -> int:
 
         print(f"oauth2-introspection benchmark ({'quick' if args.quick else 'full'}): "
               f"Python {sys.version.split()[0]}, mitmproxy {mitmproxy.version.VERSION}, "
-              f"{os.cpu_count()} CPUs, load {bench.loader.tool}, {bench.duration:g} s per run",
-              flush=True)
+              f"{os.cpu_count()} CPUs, load {bench.loader.tool}, {bench.duration:g} s per run, "
+              f"{bench.rounds} round(s) over {bench.pairs} process pair(s)", flush=True)
         bench.start()
         bench.run()
     finally:
