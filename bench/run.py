@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Benchmark the addon against plain mitmdump, in one run, on loopback.
 
-    .venv/bin/python bench/run.py            # full run (about 5 minutes)
+    .venv/bin/python bench/run.py            # full run (about 7 minutes)
     .venv/bin/python bench/run.py --quick    # under 60 s: proves it works, noisier figures
 
 Starts, on 127.0.0.1 and free ports: nginx (the upstream, from a generated
 config in a temporary directory), a fast introspection endpoint
 (bench/fast_idp.py, real HTTP, 50 ms answers for cold tokens), plain mitmdump
-in reverse mode, mitmdump with the addon, mitmdump with a bare introspecting
-hook (bench/bare_hook.py), and mitmweb with and without the addon. Load comes
+in reverse mode, mitmdump with the addon (three of each in full mode, measured
+in turn), mitmdump with a bare introspecting hook (bench/bare_hook.py), and
+mitmweb with and without the addon. Load comes
 from wrk (`wrk -t2 -c32`), or from a bounded Python client when wrk is
 missing. Every process is stopped at the end, whatever happens.
 
@@ -503,17 +504,21 @@ class Bench:
         cfg.write_text(json.dumps(addon_config(self.idp_port)))
         self.addon_args = ["-s", str(self.addon_dir / "introspect.py"),
                            "--set", f"introspection_config={cfg}"]
-        self.pair_names = [("plain", "addon")] + [
-            (f"plain-{k}", f"addon-{k}") for k in range(2, self.pairs + 1)]
+        # Each pair: a plain mitmdump, an addon process for (c) that only ever
+        # sees its one token, and one for (d) that holds (d)'s tokens, so that
+        # neither scenario measures the other's state (docs/performance.md).
+        self.pair_names = [("plain", "addon", "addon-d")] + [
+            (f"plain-{k}", f"addon-{k}", f"addon-d-{k}") for k in range(2, self.pairs + 1)]
         #: (c)'s token in each addon process: its own, so that calls per token
         #: still say whether one process introspected a token twice
         self.singles = {addon: f"single-d0-{self.run_id}" + (f"-p{k}" if k > 1 else "")
-                        for k, (_, addon) in enumerate(self.pair_names, 1)}
+                        for k, (_, addon, _) in enumerate(self.pair_names, 1)}
         names = [name for pair in self.pair_names for name in pair]
         self.ports = {name: free_port() for name in (*names, "bare")}
-        for plain, addon in self.pair_names:
+        for plain, addon, addon_d in self.pair_names:
             self.mitm(plain, "mitmdump", self.ports[plain], [])
             self.mitm(addon, "mitmdump", self.ports[addon], self.addon_args)
+            self.mitm(addon_d, "mitmdump", self.ports[addon_d], self.addon_args)
         self.mitm("bare", "mitmdump", self.ports["bare"], [
             "-s", str(BENCH / "bare_hook.py"),
             "--set", f"bare_introspection_url=http://127.0.0.1:{self.idp_port}/introspect"])
@@ -548,14 +553,18 @@ class Bench:
     def warm_up(self) -> None:
         """A short run through each proxy first: the first requests of a fresh
         Python process are slower (imports, connection set-up)."""
-        for pair in self.pair_names:
-            single = self.singles[pair[1]]
-            asyncio.run(requests_with_tokens(self.ports[pair[1]], [single], 1))
-            for name in pair:
-                self.loader.run(self.ports[name], 1, "single", single)
+        for k, (plain, addon, addon_d) in enumerate(self.pair_names, 1):
+            single = self.singles[addon]
+            # (d)'s process gets a token of its own, so that its lazily made
+            # parts (introspection client, ...) are not counted as cache growth
+            warm_d = f"single-d0-{self.run_id}-d{k}"
+            for name, token in ((plain, single), (addon, single), (addon_d, warm_d)):
+                if name != plain:
+                    asyncio.run(requests_with_tokens(self.ports[name], [token], 1))
+                self.loader.run(self.ports[name], 1, "single", token)
 
-    def pair(self, round_no: int) -> tuple[str, str]:
-        """The plain/addon pair measured in round `round_no` (in turn)."""
+    def pair(self, round_no: int) -> tuple[str, str, str]:
+        """The plain, (c) and (d) processes measured in round `round_no` (in turn)."""
         return self.pair_names[round_no % len(self.pair_names)]
 
     # -- scenarios --
@@ -569,9 +578,9 @@ class Bench:
         # measured in interleaved rounds (the median is reported).
         # Each addon process gets tokens of its own (calls stay one per token),
         # all warmed at once.
-        prefixes = {addon: f"w-d0-{self.run_id}-p{k}-"
-                    for k, (_, addon) in enumerate(self.pair_names, 1)}
-        addon_pid = self.procs.procs["addon"].pid
+        prefixes = {addon_d: f"w-d0-{self.run_id}-p{k}-"
+                    for k, (_, _, addon_d) in enumerate(self.pair_names, 1)}
+        addon_pid = self.procs.procs["addon-d"].pid
         rss_before = rss_kb(addon_pid)
         started = time.monotonic()
 
@@ -587,12 +596,12 @@ class Bench:
         before = idp_stats(self.idp_port)
         runs: dict[str, list[Load]] = {"b": [], "c": [], "d": []}
         for r in range(self.rounds):
-            plain, addon = self.pair(r)
+            plain, addon, addon_d = self.pair(r)
             runs["b"].append(self.measure(plain, self.ports[plain]))
             runs["c"].append(self.measure(addon, self.ports[addon], kind="single",
                                           token=self.singles[addon]))
-            runs["d"].append(self.measure(addon, self.ports[addon], kind="many",
-                                          token=prefixes[addon], n=self.tokens))
+            runs["d"].append(self.measure(addon_d, self.ports[addon_d], kind="many",
+                                          token=prefixes[addon_d], n=self.tokens))
         after = idp_stats(self.idp_port)
         calls_d = after["calls"] - before["calls"]
         b, c, d = (median_load(runs[k]) for k in "bcd")
@@ -607,7 +616,7 @@ class Bench:
 
         # (e): a new token per request, 50 ms endpoint; and the bare hook.
         before = idp_stats(self.idp_port)
-        e = self.load(LABELS[4], "addon", self.ports["addon"], kind="cold",
+        e = self.load(LABELS[4], "addon-d", self.ports["addon-d"], kind="cold",
                       run=f"a{self.run_id}")
         after = idp_stats(self.idp_port)
         calls_e = after["calls"] - before["calls"]
@@ -627,7 +636,7 @@ class Bench:
         # interleaved rounds like (b)-(d), as one stray pause moves a p99.
         pairs = []
         for r in range(self.rounds):
-            plain, addon = self.pair(r)
+            plain, addon, _ = self.pair(r)
             lat_b = self.measure(plain, self.ports[plain], conns=1)
             lat_c = self.measure(addon, self.ports[addon], kind="single",
                                  token=self.singles[addon], conns=1)
@@ -691,7 +700,8 @@ class Bench:
         # Memory.
         peak = rss_kb(addon_pid, "VmHWM")
         per_token = (rss_after_warm - rss_before) / max(1, self.tokens)
-        self.figure(LABELS[17], f"{peak / 1024:.1f} MB (VmHWM of the addon's mitmdump; "
+        self.figure(LABELS[17], f"{peak / 1024:.1f} MB (VmHWM of the addon's mitmdump "
+                    "holding (d)'s tokens; "
                     f"{(rss_after_warm - rss_before) / 1024:+.1f} MB while warming "
                     f"{self.tokens} tokens)", {"peak_kb": peak, "warm_growth_kb":
                                                rss_after_warm - rss_before})
