@@ -535,9 +535,13 @@ class Bench:
         self.results[label] = value if value is not None else text
 
     def measure(self, name: str | None, port: int, duration: float | None = None,
-                **kw: Any) -> Load:
+                settle: bool = False, **kw: Any) -> Load:
         """One load run; with the proxy's CPU time per request when `name` is
-        one of our processes."""
+        one of our processes. `settle`: first an unmeasured 1 s run of the
+        same load (full mode), since a process that sat idle while the other
+        pairs were measured starts slow on this machine (docs/performance.md)."""
+        if settle and not self.quick:
+            self.loader.run(port, 1, **kw)
         pid = self.procs.procs[name].pid if name else None
         before = cpu_seconds(pid) if pid else 0.0
         result = self.loader.run(port, duration or self.duration, **kw)
@@ -597,10 +601,10 @@ class Bench:
         runs: dict[str, list[Load]] = {"b": [], "c": [], "d": []}
         for r in range(self.rounds):
             plain, addon, addon_d = self.pair(r)
-            runs["b"].append(self.measure(plain, self.ports[plain]))
-            runs["c"].append(self.measure(addon, self.ports[addon], kind="single",
+            runs["b"].append(self.measure(plain, self.ports[plain], settle=True))
+            runs["c"].append(self.measure(addon, self.ports[addon], settle=True, kind="single",
                                           token=self.singles[addon]))
-            runs["d"].append(self.measure(addon_d, self.ports[addon_d], kind="many",
+            runs["d"].append(self.measure(addon_d, self.ports[addon_d], settle=True, kind="many",
                                           token=prefixes[addon_d], n=self.tokens))
         after = idp_stats(self.idp_port)
         calls_d = after["calls"] - before["calls"]
@@ -637,8 +641,8 @@ class Bench:
         pairs = []
         for r in range(self.rounds):
             plain, addon, _ = self.pair(r)
-            lat_b = self.measure(plain, self.ports[plain], conns=1)
-            lat_c = self.measure(addon, self.ports[addon], kind="single",
+            lat_b = self.measure(plain, self.ports[plain], settle=True, conns=1)
+            lat_c = self.measure(addon, self.ports[addon], settle=True, kind="single",
                                  token=self.singles[addon], conns=1)
             pairs.append((lat_c.p99_ms - lat_b.p99_ms, lat_b, lat_c))
         pairs.sort(key=lambda pair: pair[0])
@@ -686,8 +690,8 @@ class Bench:
         web_runs: dict[str, list[Load]] = {"web-plain": [], "web-addon": []}
         for r in range(self.rounds):
             for kind, name in zip(web_runs, web_pairs[r % len(web_pairs)], strict=True):
-                web_runs[kind].append(self.measure(name, web_ports[name], kind="single",
-                                                   token=single))
+                web_runs[kind].append(self.measure(name, web_ports[name], settle=True,
+                                                   kind="single", token=single))
         web = {name: median_load(loads) for name, loads in web_runs.items()}
         for name in web_ports:
             self.procs.stop(name)

@@ -12,9 +12,10 @@ requests).
 Why it exists: inside mitmproxy each step of the general path runs with cold
 CPU caches, between mitmproxy's own work, and costs several times what it
 does in a tight loop; doing the cached case in one function, with one pass
-over the header fields, no text decoding, and what it needs of the route and
-of the answer each in one flat tuple worked out on first use, is what keeps
-the addon's cost near plain mitmdump's (docs/performance.md).
+over the header fields, only the Authorization value decoded, and what it
+needs of the route and of the answer each in one flat tuple worked out on
+first use, is what keeps the addon's cost near plain mitmdump's
+(docs/performance.md).
 """
 
 from __future__ import annotations
