@@ -30,11 +30,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
 async def hooked(result: Any) -> None:
     """Await what a hook returned when it is awaitable, as mitmproxy does."""
     if result is not None and inspect.isawaitable(result):
         await result
+
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

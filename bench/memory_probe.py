@@ -28,11 +28,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
 async def hooked(result: Any) -> None:
     """Await what a hook returned when it is awaitable, as mitmproxy does."""
     if result is not None and inspect.isawaitable(result):
         await result
+
 
 def rss_kb() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():

@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 """Benchmark the addon against plain mitmdump, in one run, on loopback.
 
-    .venv/bin/python bench/run.py            # full run (about 7 minutes)
+    .venv/bin/python bench/run.py            # full run (about 7.5 minutes)
     .venv/bin/python bench/run.py --quick    # under 60 s: proves it works, noisier figures
 
 Starts, on 127.0.0.1 and free ports: nginx (the upstream, from a generated
 config in a temporary directory), a fast introspection endpoint
 (bench/fast_idp.py, real HTTP, 50 ms answers for cold tokens), plain mitmdump
-in reverse mode, mitmdump with the addon (three of each in full mode, measured
-in turn), mitmdump with a bare introspecting hook (bench/bare_hook.py), and
-mitmweb with and without the addon. Load comes
+in reverse mode, mitmdump with the addon (in full mode three pairs of plain and
+addon processes, measured in turn), mitmdump with a bare introspecting hook
+(bench/bare_hook.py), and mitmweb with and without the addon. Load comes
 from wrk (`wrk -t2 -c32`), or from a bounded Python client when wrk is
 missing. Every process is stopped at the end, whatever happens.
 
@@ -442,8 +442,8 @@ class Bench:
         self.quick = args.quick
         self.duration = args.duration or (2 if self.quick else 6)
         #: plain/addon process pairs the interleaved rounds go through in turn:
-        #: two processes of one build differ by a few points (memory layout),
-        #: so a figure from one pair alone is that pair's luck
+        #: two processes of one build can differ by a few points, so a figure
+        #: from one pair alone is partly that pair's luck
         self.pairs = max(1, getattr(args, "pairs", None) or (1 if self.quick else 3))
         self.rounds = args.rounds or (1 if self.quick else 2 * self.pairs)
         self.addon_dir = (args.addon_dir or ROOT / "addon").resolve()
@@ -579,9 +579,9 @@ class Bench:
         single = f"single-d0-{self.run_id}"
 
         # (d)'s tokens are warmed first, so that (b), (c) and (d) can be
-        # measured in interleaved rounds (the median is reported).
-        # Each addon process gets tokens of its own (calls stay one per token),
-        # all warmed at once.
+        # measured in interleaved rounds (the median is reported). Each (d)
+        # process gets tokens of its own (calls stay one per token), all warmed
+        # at once.
         prefixes = {addon_d: f"w-d0-{self.run_id}-p{k}-"
                     for k, (_, _, addon_d) in enumerate(self.pair_names, 1)}
         addon_pid = self.procs.procs["addon-d"].pid
@@ -590,9 +590,9 @@ class Bench:
 
         async def warm_all() -> list[int]:
             return await asyncio.gather(*(
-                requests_with_tokens(self.ports[addon],
+                requests_with_tokens(self.ports[addon_d],
                                      [f"{prefix}{i}" for i in range(1, self.tokens + 1)], 32)
-                for addon, prefix in prefixes.items()))
+                for addon_d, prefix in prefixes.items()))
 
         bad = sum(asyncio.run(warm_all()))
         warm_s = time.monotonic() - started
@@ -612,7 +612,7 @@ class Bench:
         for label, load in ((LABELS[1], b), (LABELS[2], c), (LABELS[3], d)):
             self.figure(label, load.line(), asdict(load))
         self.figure(LABELS[10], f"{self.tokens} distinct tokens warmed in {warm_s:.1f} s "
-                    f"in each of {self.pairs} addon process(es) ({bad} refused), "
+                    f"in each of {self.pairs} (d) process(es) ({bad} refused), "
                     f"{calls_d} introspection calls during the run "
                     f"(expected 0), max calls for one token {after['max_per_token']}",
                     {"tokens": self.tokens, "calls_during_run": calls_d, "warm_refused": bad,
