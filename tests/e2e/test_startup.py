@@ -101,5 +101,7 @@ def test_without_introspection_config_every_request_is_refused(echo, make_token)
             assert resp.json()["error"] == "server_error"
         assert echo.request_count == before
         assert m.proc.poll() is None, "mitmdump should stay up and keep refusing"
+        # loading the script warns about nothing but the missing configuration
+        assert "deprecated" not in m.log().lower(), m.log()
     finally:
         m.stop()
