@@ -64,6 +64,7 @@ LABELS = (
     "mitmweb without addon",
     "mitmweb with addon",
     "ratio mitmweb",
+    "mitmweb, ideal hook",
     "addon peak RSS",
     "RSS growth at 100k tokens",
 )
@@ -674,22 +675,26 @@ class Bench:
                     {**asdict(slow["load"]), "slow_status": slow["status"],
                      "slow_s": slow["slow_s"]})
 
-        # mitmweb without and with the addon (the same warm single token), both
-        # running, in interleaved rounds like (b)-(d) (the median is reported).
-        # As many pairs as above, measured in turn.
-        web_pairs = [(f"web-plain-{k}", f"web-addon-{k}") for k in range(1, self.pairs + 1)]
-        web_ports = {name: free_port() for pair in web_pairs for name in pair}
+        # mitmweb without and with the addon (the same warm single token), and
+        # in full mode with bench/ideal_hook.py as a yardstick: the least any
+        # hook adding the same header fields, comment and marker costs there.
+        # All running, in interleaved rounds like (b)-(d) (the median is
+        # reported); as many sets as pairs above, measured in turn.
+        kinds = ("web-plain", "web-addon") + (() if self.quick else ("web-ideal",))
+        web_sets = [tuple(f"{kind}-{k}" for kind in kinds) for k in range(1, self.pairs + 1)]
+        web_ports = {name: free_port() for names in web_sets for name in names}
+        scripts = {"web-addon": self.addon_args, "web-ideal": ["-s", str(BENCH / "ideal_hook.py")],
+                   "web-plain": []}
         for name, port in web_ports.items():
-            self.mitm(name, "mitmweb", port,
-                      self.addon_args if name.startswith("web-addon") else [])
+            self.mitm(name, "mitmweb", port, scripts[name.rsplit("-", 1)[0]])
         for name, port in web_ports.items():
             self.procs.wait(name, port)
-            if name.startswith("web-addon"):
+            if not name.startswith("web-plain"):
                 asyncio.run(requests_with_tokens(port, [single], 1))
             self.loader.run(port, 1, "single", single)  # warm-up
-        web_runs: dict[str, list[Load]] = {"web-plain": [], "web-addon": []}
+        web_runs: dict[str, list[Load]] = {kind: [] for kind in kinds}
         for r in range(self.rounds):
-            for kind, name in zip(web_runs, web_pairs[r % len(web_pairs)], strict=True):
+            for kind, name in zip(web_runs, web_sets[r % len(web_sets)], strict=True):
                 web_runs[kind].append(self.measure(name, web_ports[name], settle=True,
                                                    kind="single", token=single))
         web = {name: median_load(loads) for name, loads in web_runs.items()}
@@ -700,11 +705,21 @@ class Bench:
         ratio, _ = paired_ratios(web_runs["web-addon"], web_runs["web-plain"])
         self.figure(LABELS[16], f"{ratio:.3f}   (target >= 0.95"
                     f"{rounds_note(web_runs['web-addon'], web_runs['web-plain'])})", ratio)
+        if self.quick:
+            self.figure(LABELS[17], "not measured with --quick (bench/ideal_hook.py through "
+                        "mitmweb, full mode only)", {})
+        else:
+            ideal, _ = paired_ratios(web_runs["web-ideal"], web_runs["web-plain"])
+            self.figure(LABELS[17], f"{ideal:.3f} of mitmweb without addon: bench/ideal_hook.py, "
+                        f"the same header fields, comment and marker with no policy "
+                        f"({web['web-ideal'].rps:.0f} req/s"
+                        f"{rounds_note(web_runs['web-ideal'], web_runs['web-plain'])})",
+                        {**asdict(web["web-ideal"]), "ratio": ideal})
 
         # Memory.
         peak = rss_kb(addon_pid, "VmHWM")
         per_token = (rss_after_warm - rss_before) / max(1, self.tokens)
-        self.figure(LABELS[17], f"{peak / 1024:.1f} MB (VmHWM of the addon's mitmdump "
+        self.figure(LABELS[18], f"{peak / 1024:.1f} MB (VmHWM of the addon's mitmdump "
                     "holding (d)'s tokens; "
                     f"{(rss_after_warm - rss_before) / 1024:+.1f} MB while warming "
                     f"{self.tokens} tokens)", {"peak_kb": peak, "warm_growth_kb":
@@ -713,7 +728,7 @@ class Bench:
                                 str(self.addon_dir), "--tokens", "100000"],
                                capture_output=True, text=True, timeout=300, check=True)
         mem = json.loads(probe.stdout)
-        self.figure(LABELS[18], f"{mem['growth_kb'] / 1024:.1f} MB for {mem['entries']} cached "
+        self.figure(LABELS[19], f"{mem['growth_kb'] / 1024:.1f} MB for {mem['entries']} cached "
                     f"answers, {mem['hot']} of them hot (bench/memory_probe.py; target <= "
                     f"100 MB); the live proxy grew "
                     f"{per_token:.2f} kB/token, {per_token * 100_000 / 1024:.0f} MB "

@@ -11,7 +11,8 @@ cached-token load (wrk -t2 -c32, as bench/run.py's (c)) in interleaved
 rounds; the figure is the median over rounds of each round's ratio to plain,
 by throughput and by CPU time per request (from /proc/<pid>/schedstat, in
 nanoseconds). Differences of a point or two need 15 rounds or more: this is
-how docs/performance.md's second-round table was measured.
+how docs/performance.md's second-round table was measured. `--tool mitmweb`
+runs every variant, plain included, as mitmweb instead.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def main() -> int:
     p.add_argument("variants", nargs="+", metavar="NAME=WHAT")
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--duration", type=float, default=1.5, help="seconds per run (1.5)")
+    p.add_argument("--tool", choices=("mitmdump", "mitmweb"), default="mitmdump",
+                   help="the proxy every variant (and plain) runs in")
     args = p.parse_args()
     run.cpu_seconds = cpu_seconds  # Bench.measure reads the proxy's CPU time with it
     bench = run.Bench(argparse.Namespace(
@@ -47,9 +50,13 @@ def main() -> int:
         addon_dir=None, delay_ms=0, python_load=False, no_install=False))
     try:
         bench.start()
-        bench.procs.stop("addon")
-        bench.procs.stop("bare")
+        for name in ("addon", "addon-d", "bare"):
+            bench.procs.stop(name)
         ports = {"plain": bench.ports["plain"]}
+        if args.tool != "mitmdump":
+            bench.procs.stop("plain")
+            ports["plain"] = run.free_port()
+            bench.mitm("plain", args.tool, ports["plain"], [])
         for spec in args.variants:
             name, _, what = spec.partition("=")
             path = Path(what)
@@ -60,10 +67,11 @@ def main() -> int:
             else:
                 extra = ["-s", str(path.resolve())]
             ports[name] = run.free_port()
-            bench.mitm(name, "mitmdump", ports[name], extra)
+            bench.mitm(name, args.tool, ports[name], extra)
         for name, port in ports.items():
             bench.procs.wait(name, port)
-            asyncio.run(run.requests_with_tokens(port, [TOKEN], 1))
+            if name != "plain":
+                asyncio.run(run.requests_with_tokens(port, [TOKEN], 1))
             bench.loader.run(port, 1, "single", TOKEN)
         loads: dict[str, list[run.Load]] = {name: [] for name in ports}
         for _ in range(args.rounds):

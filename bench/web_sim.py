@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""What mitmweb does per flow, with and without the addon, counted in-process.
+
+    .venv/bin/python bench/web_sim.py               # CPU µs per flow (process time)
+    .venv/bin/python bench/web_sim.py --callgrind   # instructions per flow (valgrind, ~10 min)
+
+A real mitmweb master (`WebMaster`, all of mitmweb's addons: the view, the
+event store, the web app's broadcasts) in one process, with no network: test
+flows of bench/run.py's cached-token load (Host and Authorization only, a
+small response) go through the four HTTP hooks as the proxy core sends them,
+each followed by mitmproxy's `update` event. Variants:
+
+- `plain`: mitmweb with no script;
+- `addon`: `-s addon/introspect.py` with bench/run.py's configuration and the
+  token's answer cached (the fast lane);
+- `ideal`: bench/ideal_hook.py, the least an introspecting addon does;
+- `fields`: a script that only appends the same 11 identity header fields and
+  the comment (no marker, no work): what mitmweb pays for the data alone.
+
+Process time is noisy on a shared machine; `--callgrind` runs each variant at
+two flow counts under `valgrind --tool=callgrind` and divides the difference,
+which gives instruction counts that repeat exactly (docs/performance.md,
+fifth round).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+VARIANTS = ("plain", "addon", "ideal", "fields")
+TOKEN = "single-d0-websim"
+
+#: the identity header fields the addon adds for bench/fast_idp.py's answer
+FIELDS = (
+    (b"X-Credential-Scope", b"read write"), (b"X-Credential-Client-ID", b"bench-client"),
+    (b"X-Credential-Identifier", b"bench"), (b"X-Credential-Token-Type", b"Bearer"),
+    (b"X-Credential-Exp", b"1796325617"), (b"X-Credential-Iat", b"1796322017"),
+    (b"X-Credential-Sub", b"bench-abcdefgh"), (b"X-Credential-Iss", b"http://127.0.0.1/bench-idp"),
+    (b"X-Consumer-ID", b"9a9fcaf3-e91f-5f3d-a55f-609bc77025ed"),
+    (b"X-Consumer-Custom-ID", b"bench-0001"), (b"X-Consumer-Username", b"bench"),
+)
+COMMENT = ("oauth2-introspection [route all, service 'bench']: "
+           "allowed bench (cache hit, 3599 s left)")
+
+
+class FieldsOnly:
+    """The `fields` variant: the data the addon puts on an allowed flow
+    (header fields, comment), none of the work and no marker."""
+
+    def request(self, flow: Any) -> None:
+        headers = flow.request.data.headers
+        headers.fields = headers.fields + FIELDS
+        flow.comment = COMMENT
+
+
+async def simulate(variant: str, flows: int, warm: int) -> float:
+    """CPU seconds per flow of `flows` flows after `warm` unmeasured ones."""
+    import run  # bench/run.py: the benchmark's addon configuration
+    from mitmproxy import options
+    from mitmproxy.proxy.layers import http as layers
+    from mitmproxy.proxy.mode_specs import ProxyMode
+    from mitmproxy.test import tflow, tutils
+    from mitmproxy.tools.web.master import WebMaster
+
+    master = WebMaster(options.Options(), with_termlog=True)
+    spec = "reverse:http://127.0.0.1:9@8080"
+    master.options.update(web_open_browser=False, mode=[spec])
+    if variant == "addon":
+        config = Path(tempfile.mkdtemp(prefix="oauth2-websim-")) / "kong.json"
+        config.write_text(json.dumps(run.addon_config(9)))
+        # as `mitmweb -s addon/introspect.py --set introspection_config=...`
+        master.options.update_defer(introspection_config=str(config))
+        master.options.update(scripts=[str(ROOT / "addon" / "introspect.py")])
+        _cache_answer((await _loaded(master, "introspectionaddon")).core)
+    elif variant == "ideal":
+        master.options.update(scripts=[str(BENCH / "ideal_hook.py")])
+        await _loaded(master, "idealhook")
+    elif variant == "fields":
+        master.addons.add(FieldsOnly())
+    mode = ProxyMode.parse(spec)
+    response = tutils.tresp(content=b"ok")
+
+    def make() -> Any:
+        flow = tflow.tflow(req=tutils.treq(
+            host="127.0.0.1", port=9, path=b"/bench", content=b"",
+            headers=((b"host", b"127.0.0.1:8080"), (b"authorization", f"Bearer {TOKEN}".encode()))))
+        flow.client_conn.proxy_mode = mode
+        flow.timestamp_created = time.time()  # the view orders by it: distinct, as in real use
+        return flow
+
+    async def one(flow: Any) -> None:
+        for hook in (layers.HttpRequestHeadersHook, layers.HttpRequestHook):
+            await master.addons.handle_lifecycle(hook(flow))
+        if flow.response is not None:
+            raise RuntimeError(f"{variant}: answered {flow.response.status_code}, not forwarded")
+        flow.response = response.copy()
+        for hook in (layers.HttpResponseHeadersHook, layers.HttpResponseHook):
+            await master.addons.handle_lifecycle(hook(flow))
+
+    for _ in range(warm):
+        await one(make())
+    batch = [make() for _ in range(flows)]
+    started = time.process_time()
+    for flow in batch:
+        await one(flow)
+    elapsed = time.process_time() - started
+    if variant in ("addon", "ideal", "fields") and len(batch[-1].request.headers) < 13:
+        raise RuntimeError(f"{variant}: the identity headers were not added")
+    return elapsed / max(1, flows)
+
+
+async def _loaded(master: Any, name: str) -> Any:
+    """The script's addon once mitmproxy has loaded it (scripts load in a task)."""
+    for _ in range(200):
+        if (addon := master.addons.get(name)) is not None:
+            return addon
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"script addon {name} not loaded after 10 s")
+
+
+def _cache_answer(core: Any) -> None:
+    from oauth2_introspection.cache import make_key
+    from oauth2_introspection.introspection import parse_answer
+
+    now = int(time.time())
+    answer = json.dumps({
+        "active": True, "username": "bench", "client_id": "bench-client", "scope": "read write",
+        "sub": "bench-abcdefgh", "token_type": "Bearer", "iss": "http://127.0.0.1/bench-idp",
+        "iat": now, "exp": now + 3600}).encode()
+    plugin = core.policy.plugins[0]
+    core.cache.put(make_key(plugin.key_prefix, TOKEN), parse_answer(answer), 3600)
+
+
+def instructions(variant: str, flows: int, warm: int) -> int:
+    """Instructions valgrind counts for a whole run of `variant`."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        sys.exit("valgrind not found (Debian package valgrind)")
+    out = subprocess.run(
+        [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+         __file__, "--variant", variant, "--flows", str(flows), "--warm", str(warm)],
+        capture_output=True, text=True, timeout=3600, check=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"})
+    match = re.search(r"Collected : (\d+)", out.stderr)
+    if match is None:
+        raise RuntimeError(f"no instruction count from valgrind: {out.stderr[-2000:]}")
+    return int(match.group(1))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--variant", choices=VARIANTS, help="run one variant (used by the others)")
+    p.add_argument("--flows", type=int, default=3000)
+    p.add_argument("--warm", type=int, default=300)
+    p.add_argument("--callgrind", action="store_true",
+                   help="instructions per flow under valgrind: runs of 100 and 400 flows")
+    args = p.parse_args()
+    sys.path.insert(0, str(BENCH))
+    if args.variant:
+        per_flow = asyncio.run(simulate(args.variant, args.flows, args.warm))
+        print(json.dumps({"variant": args.variant, "cpu_us_per_flow": per_flow * 1e6}))
+        return 0
+    if args.callgrind:
+        low, high = 100, 400
+        jobs = [(v, n) for v in VARIANTS for n in (low, high)]
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            counts = dict(zip(jobs, pool.map(lambda j: instructions(j[0], j[1], 50), jobs),
+                              strict=True))
+        per = {v: (counts[v, high] - counts[v, low]) / (high - low) for v in VARIANTS}
+        print(f"instructions per flow through mitmweb's hooks (callgrind, {high} - {low} flows):")
+        for v in VARIANTS:
+            print(f"  {v:<7} {per[v] / 1e6:6.3f} M   {per[v] - per['plain']:+10,.0f} vs plain")
+        return 0
+    runs: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for _ in range(3):  # alternated, each in a fresh process
+        for v in VARIANTS:
+            out = subprocess.run([sys.executable, __file__, "--variant", v, "--flows",
+                                  str(args.flows), "--warm", str(args.warm)],
+                                 capture_output=True, text=True, timeout=600, check=True)
+            runs[v].append(json.loads(out.stdout.splitlines()[-1])["cpu_us_per_flow"])
+    print(f"CPU µs per flow through mitmweb's hooks (best of 3 processes, {args.flows} flows):")
+    for v in VARIANTS:
+        best = min(runs[v])
+        print(f"  {v:<7} {best:8.1f}   {best - min(runs['plain']):+8.1f} vs plain")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
