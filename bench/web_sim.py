@@ -14,8 +14,9 @@ each followed by mitmproxy's `update` event. Variants:
 - `addon`: `-s addon/introspect.py` with bench/run.py's configuration and the
   token's answer cached (the fast lane);
 - `ideal`: bench/ideal_hook.py, the least an introspecting addon does;
-- `fields`: a script that only appends the same 11 identity header fields and
-  the comment (no marker, no work): what mitmweb pays for the data alone.
+- `fields`: an addon that only appends the same 11 identity header fields and
+  the comment (no marker, no work): what mitmweb pays for the data alone;
+- `marked`: the same and the allowed flow's marker.
 
 Process time is noisy on a shared machine; `--callgrind` runs each variant at
 two flow counts under `valgrind --tool=callgrind` and divides the difference,
@@ -41,7 +42,7 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-VARIANTS = ("plain", "addon", "ideal", "fields")
+VARIANTS = ("plain", "addon", "ideal", "fields", "marked")
 TOKEN = "single-d0-websim"
 
 #: the identity header fields the addon adds for bench/fast_idp.py's answer
@@ -58,16 +59,21 @@ COMMENT = ("oauth2-introspection [route all, service 'bench']: "
 
 
 class FieldsOnly:
-    """The `fields` variant: the data the addon puts on an allowed flow
-    (header fields, comment), none of the work and no marker."""
+    """The `fields` and `marked` variants: the data the addon puts on an
+    allowed flow (header fields, comment; marker), none of the work."""
+
+    def __init__(self, marker: str = "") -> None:
+        self.marker = marker
 
     def request(self, flow: Any) -> None:
         headers = flow.request.data.headers
         headers.fields = headers.fields + FIELDS
         flow.comment = COMMENT
+        if self.marker:
+            flow.marked = self.marker
 
 
-async def simulate(variant: str, flows: int, warm: int) -> float:
+async def simulate(variant: str, flows: int, warm: int, workdir: Path) -> float:
     """CPU seconds per flow of `flows` flows after `warm` unmeasured ones."""
     import run  # bench/run.py: the benchmark's addon configuration
     from mitmproxy import options
@@ -78,9 +84,10 @@ async def simulate(variant: str, flows: int, warm: int) -> float:
 
     master = WebMaster(options.Options(), with_termlog=True)
     spec = "reverse:http://127.0.0.1:9@8080"
-    master.options.update(web_open_browser=False, mode=[spec])
+    # a confdir of its own: mitmproxy 12's request hooks need the CA loaded
+    master.options.update(web_open_browser=False, mode=[spec], confdir=str(workdir / "conf"))
     if variant == "addon":
-        config = Path(tempfile.mkdtemp(prefix="oauth2-websim-")) / "kong.json"
+        config = workdir / "kong.json"
         config.write_text(json.dumps(run.addon_config(9)))
         # as `mitmweb -s addon/introspect.py --set introspection_config=...`
         master.options.update_defer(introspection_config=str(config))
@@ -91,6 +98,10 @@ async def simulate(variant: str, flows: int, warm: int) -> float:
         await _loaded(master, "idealhook")
     elif variant == "fields":
         master.addons.add(FieldsOnly())
+    elif variant == "marked":
+        from oauth2_introspection.annotations import MARKERS
+
+        master.addons.add(FieldsOnly(MARKERS["allowed"]))
     mode = ProxyMode.parse(spec)
     response = tutils.tresp(content=b"ok")
 
@@ -118,7 +129,7 @@ async def simulate(variant: str, flows: int, warm: int) -> float:
     for flow in batch:
         await one(flow)
     elapsed = time.process_time() - started
-    if variant in ("addon", "ideal", "fields") and len(batch[-1].request.headers) < 13:
+    if variant != "plain" and len(batch[-1].request.headers) < 13:
         raise RuntimeError(f"{variant}: the identity headers were not added")
     return elapsed / max(1, flows)
 
@@ -168,32 +179,36 @@ def main() -> int:
     p.add_argument("--warm", type=int, default=300)
     p.add_argument("--callgrind", action="store_true",
                    help="instructions per flow under valgrind: runs of 100 and 400 flows")
+    p.add_argument("--only", nargs="+", choices=VARIANTS, default=list(VARIANTS),
+                   help="these variants (plain is always included)")
     args = p.parse_args()
     sys.path.insert(0, str(BENCH))
     if args.variant:
-        per_flow = asyncio.run(simulate(args.variant, args.flows, args.warm))
+        with tempfile.TemporaryDirectory(prefix="oauth2-websim-") as workdir:
+            per_flow = asyncio.run(simulate(args.variant, args.flows, args.warm, Path(workdir)))
         print(json.dumps({"variant": args.variant, "cpu_us_per_flow": per_flow * 1e6}))
         return 0
+    variants = ["plain", *(v for v in args.only if v != "plain")]
     if args.callgrind:
         low, high = 100, 400
-        jobs = [(v, n) for v in VARIANTS for n in (low, high)]
+        jobs = [(v, n) for v in variants for n in (low, high)]
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
             counts = dict(zip(jobs, pool.map(lambda j: instructions(j[0], j[1], 50), jobs),
                               strict=True))
-        per = {v: (counts[v, high] - counts[v, low]) / (high - low) for v in VARIANTS}
+        per = {v: (counts[v, high] - counts[v, low]) / (high - low) for v in variants}
         print(f"instructions per flow through mitmweb's hooks (callgrind, {high} - {low} flows):")
-        for v in VARIANTS:
+        for v in variants:
             print(f"  {v:<7} {per[v] / 1e6:6.3f} M   {per[v] - per['plain']:+10,.0f} vs plain")
         return 0
-    runs: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    runs: dict[str, list[float]] = {v: [] for v in variants}
     for _ in range(3):  # alternated, each in a fresh process
-        for v in VARIANTS:
+        for v in variants:
             out = subprocess.run([sys.executable, __file__, "--variant", v, "--flows",
                                   str(args.flows), "--warm", str(args.warm)],
                                  capture_output=True, text=True, timeout=600, check=True)
             runs[v].append(json.loads(out.stdout.splitlines()[-1])["cpu_us_per_flow"])
     print(f"CPU µs per flow through mitmweb's hooks (best of 3 processes, {args.flows} flows):")
-    for v in VARIANTS:
+    for v in variants:
         best = min(runs[v])
         print(f"  {v:<7} {best:8.1f}   {best - min(runs['plain']):+8.1f} vs plain")
     return 0

@@ -41,7 +41,7 @@ def test_web_sim_runs_each_variant_through_a_real_mitmweb_master() -> None:
     """bench/web_sim.py (docs/performance.md, fifth round): each variant's
     flows go through mitmweb's hooks; the script fails when a variant that
     adds identity headers did not add them (the addon: not the fast lane)."""
-    for variant in ("plain", "addon", "ideal", "fields"):
+    for variant in ("plain", "addon", "ideal", "fields", "marked"):
         proc = subprocess.run(
             [sys.executable, str(ROOT / "bench" / "web_sim.py"), "--variant", variant,
              "--flows", "20", "--warm", "5"],
