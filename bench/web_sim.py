@@ -73,7 +73,7 @@ class FieldsOnly:
             flow.marked = self.marker
 
 
-async def simulate(variant: str, flows: int, warm: int, workdir: Path) -> float:
+async def simulate(variant: str, flows: int, warm: int, workdir: Path, confdir: Path) -> float:
     """CPU seconds per flow of `flows` flows after `warm` unmeasured ones."""
     import run  # bench/run.py: the benchmark's addon configuration
     from mitmproxy import options
@@ -84,8 +84,8 @@ async def simulate(variant: str, flows: int, warm: int, workdir: Path) -> float:
 
     master = WebMaster(options.Options(), with_termlog=True)
     spec = "reverse:http://127.0.0.1:9@8080"
-    # a confdir of its own: mitmproxy 12's request hooks need the CA loaded
-    master.options.update(web_open_browser=False, mode=[spec], confdir=str(workdir / "conf"))
+    # mitmproxy 12's request hooks need the CA loaded
+    master.options.update(web_open_browser=False, mode=[spec], confdir=str(confdir))
     if variant == "addon":
         config = workdir / "kong.json"
         config.write_text(json.dumps(run.addon_config(9)))
@@ -156,14 +156,15 @@ def _cache_answer(core: Any) -> None:
     core.cache.put(make_key(plugin.key_prefix, TOKEN), parse_answer(answer), 3600)
 
 
-def instructions(variant: str, flows: int, warm: int) -> int:
+def instructions(variant: str, flows: int, warm: int, confdir: Path) -> int:
     """Instructions valgrind counts for a whole run of `variant`."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         sys.exit("valgrind not found (Debian package valgrind)")
     out = subprocess.run(
         [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-         __file__, "--variant", variant, "--flows", str(flows), "--warm", str(warm)],
+         __file__, "--variant", variant, "--flows", str(flows), "--warm", str(warm),
+         "--confdir", str(confdir)],
         capture_output=True, text=True, timeout=3600, check=True,
         env={**os.environ, "PYTHONHASHSEED": "0"})
     match = re.search(r"Collected : (\d+)", out.stderr)
@@ -181,20 +182,30 @@ def main() -> int:
                    help="instructions per flow under valgrind: runs of 100 and 400 flows")
     p.add_argument("--only", nargs="+", choices=VARIANTS, default=list(VARIANTS),
                    help="these variants (plain is always included)")
+    p.add_argument("--confdir", type=Path,
+                   help="mitmproxy's confdir (CA); default: a new one, made for the run")
     args = p.parse_args()
     sys.path.insert(0, str(BENCH))
     if args.variant:
         with tempfile.TemporaryDirectory(prefix="oauth2-websim-") as workdir:
-            per_flow = asyncio.run(simulate(args.variant, args.flows, args.warm, Path(workdir)))
+            confdir = args.confdir or Path(workdir) / "conf"
+            per_flow = asyncio.run(simulate(args.variant, args.flows, args.warm, Path(workdir),
+                                            confdir))
         print(json.dumps({"variant": args.variant, "cpu_us_per_flow": per_flow * 1e6}))
         return 0
     variants = ["plain", *(v for v in args.only if v != "plain")]
     if args.callgrind:
         low, high = 100, 400
         jobs = [(v, n) for v in variants for n in (low, high)]
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-            counts = dict(zip(jobs, pool.map(lambda j: instructions(j[0], j[1], 50), jobs),
-                              strict=True))
+        with tempfile.TemporaryDirectory(prefix="oauth2-websim-conf-") as confdir:
+            # the CA made once, outside the counted runs: key generation's
+            # prime search takes a different number of instructions each time
+            subprocess.run([sys.executable, __file__, "--variant", "plain", "--flows", "1",
+                            "--warm", "0", "--confdir", confdir],
+                           capture_output=True, timeout=300, check=True)
+            with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+                counts = dict(zip(jobs, pool.map(
+                    lambda j: instructions(j[0], j[1], 50, Path(confdir)), jobs), strict=True))
         per = {v: (counts[v, high] - counts[v, low]) / (high - low) for v in variants}
         print(f"instructions per flow through mitmweb's hooks (callgrind, {high} - {low} flows):")
         for v in variants:
