@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the addon against plain mitmdump, in one run, on loopback.
 
-    .venv/bin/python bench/run.py            # full run (about 7.5 minutes)
+    .venv/bin/python bench/run.py            # full run (about 8.5 minutes)
     .venv/bin/python bench/run.py --quick    # under 60 s: proves it works, noisier figures
 
 Starts, on 127.0.0.1 and free ports: nginx (the upstream, from a generated
