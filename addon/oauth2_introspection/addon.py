@@ -117,6 +117,8 @@ class OAuth2Introspection:
             if (mode == "report") != self.report:
                 logger.info("oauth2-introspection: mode %s", mode)
             self.report = mode == "report"
+        if updated & {"introspection_mode", "stream_large_bodies"}:
+            _refuse_streaming(self.report)
         if "introspection_subflows" in updated:
             value = str(ctx.options.introspection_subflows).strip().lower()
             if value not in _BOOLEANS:
@@ -336,6 +338,11 @@ class OAuth2Introspection:
         else:
             host_value = target_host
         rewrite_headers(request, host_value, strip=strip, add=add)
+        if (request.data.authority and request.data.method != b"CONNECT"
+                and not (request.is_http2 or request.is_http3)):
+            # routed by the request line's host: send it in origin form, so the
+            # upstream cannot read another host from it than the Host we send
+            request.authority = ""
 
     def _annotate(
         self, flow: http.HTTPFlow, meta: dict[str, Any], decision: Decision | None,
@@ -362,6 +369,18 @@ class OAuth2Introspection:
         token = meta.get("token_id")
         logger.log(level, f"{flow.request.method} {client_url} [{where}]: {summary}"
                    + (f" token={token}" if token else ""))
+
+
+def _refuse_streaming(report: bool) -> None:
+    """mitmproxy sends a streamed request's head and body upstream before the
+    request hook runs (`stream_large_bodies`, and for a chunked body it may
+    switch to streaming midway): enforce mode could not refuse such a request
+    before the service sees it, so the two are not combined (fail closed)."""
+    if not report and getattr(ctx.options, "stream_large_bodies", None):
+        raise exceptions.OptionsError(
+            "stream_large_bodies cannot be used with oauth2-introspection in enforce mode: "
+            "mitmproxy would forward streamed requests before their token is checked "
+            "(unset it, or use introspection_mode=report)")
 
 
 _BOOLEANS = {"true": True, "on": True, "yes": True, "1": True,

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -32,6 +33,10 @@ ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:mitmproxy-oauth2-introspectio
 # RFC 9110 token characters: what may appear in a header name.
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _FORBIDDEN_IN_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# what a header value sent to the endpoint may hold: visible ASCII, space, tab
+# (the HTTP client encodes header values as ASCII; anything else would fail
+# every introspection call, so it is refused when the file loads)
+_HEADER_VALUE = re.compile(r"^[\x20-\x7e\t]*$")
 
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
 
@@ -73,7 +78,7 @@ class OAuth2IntrospectionConfig(StrictModel):
     introspection_url: NonEmptyStr
     authorization_value: NonEmptyStr = Field(repr=False)
     token_type_hint: str | None = None
-    ttl: float = Field(30, ge=0)
+    ttl: float = Field(30, ge=0, allow_inf_nan=False)
     hide_credentials: bool = False
     timeout: int = Field(10000, gt=0)
     keepalive: int = Field(60000, ge=0)
@@ -87,9 +92,16 @@ class OAuth2IntrospectionConfig(StrictModel):
     @field_validator("introspection_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
+        if re.search(r"[\x00-\x20\x7f]", value):
+            raise ValueError("must not contain spaces or control characters")
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an absolute http:// or https:// URL")
+        if "@" in parts.netloc:
+            # the HTTP client would send them as Basic credentials instead of
+            # authorization_value, and every log line naming the URL would show them
+            raise ValueError("must not contain credentials (user:password@): "
+                             "put them in authorization_value")
         try:
             parts.port  # noqa: B018 - raises on a bad port
         except ValueError as e:
@@ -98,9 +110,12 @@ class OAuth2IntrospectionConfig(StrictModel):
 
     @field_validator("authorization_value", "token_type_hint")
     @classmethod
-    def _header_safe(cls, value: str | None) -> str | None:
+    def _header_safe(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and _FORBIDDEN_IN_VALUE.search(value):
             raise ValueError("must not contain control characters (CR, LF, NUL, ...)")
+        if (value is not None and info.field_name == "authorization_value"
+                and not _HEADER_VALUE.match(value)):
+            raise ValueError("must be ASCII: it is sent as a header value")
         return value
 
     @field_validator("anonymous")
@@ -117,6 +132,8 @@ class OAuth2IntrospectionConfig(StrictModel):
                 raise ValueError(f"{name!r} is not a valid header name")
             if _FORBIDDEN_IN_VALUE.search(header_value):
                 raise ValueError(f"the value of {name!r} contains control characters")
+            if not _HEADER_VALUE.match(header_value):
+                raise ValueError(f"the value of {name!r} must be ASCII (a header value)")
         return value
 
     @field_validator("custom_claims_forward")
@@ -246,9 +263,16 @@ class Service(StrictModel):
     def _url(cls, value: str | None) -> str | None:
         if value is None:
             return value
+        if re.search(r"[\x00-\x20\x7f]", value):
+            raise ValueError("must not contain spaces or control characters")
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an absolute http:// or https:// URL")
+        if "@" in parts.netloc:
+            # the HTTP client would send them as Basic credentials instead of
+            # authorization_value, and every log line naming the URL would show them
+            raise ValueError("must not contain credentials (user:password@): "
+                             "put them in authorization_value")
         try:
             parts.port  # noqa: B018 - raises on a bad port
         except ValueError as e:

@@ -75,7 +75,9 @@ async def decide(
     cfg = plugin.config
     details: dict[str, Any] = {"plugin": plugin.label, "plugin_id": plugin.id}
 
-    if request.method == "OPTIONS" and not cfg.run_on_preflight:
+    # the raw method: mitmproxy's `method` is upper-cased, and methods are
+    # case-sensitive (Kong lets only `OPTIONS` itself through)
+    if request.data.method == b"OPTIONS" and not cfg.run_on_preflight:
         return Decision("preflight", "preflight passed (run_on_preflight: false)", details=details)
 
     found = find_token(request, head)

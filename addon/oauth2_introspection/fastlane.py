@@ -1,7 +1,7 @@
 """The cached-token fast lane: the most common request, allowed in one pass.
 
-A request takes it when it is the plain case (HTTP/1.1, no body, no query, one
-Host, one `Authorization: Bearer` header, no identity header sent) on a route
+A request takes it when it is the plain case (HTTP/1.1, origin form, no body,
+no query, one Host, one `Authorization: Bearer` header, no identity header sent) on a route
 resolved without looking at headers, without path rewriting, and its token's
 active answer is in the cache (the general path introspected it before).
 Anything else returns False and takes the general path (addon._handle ->
@@ -31,7 +31,7 @@ from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
 from .annotations import MARKERS
 from .cache import CacheEntry, IntrospectionCache
 from .decision import SHARED, identity_in
-from .headers import SPOOFABLE_PREFIXES_B
+from .headers import ANONYMOUS_NAMES_B, SPOOFABLE_PREFIXES_B
 from .policy import RESOLUTION_MEMO_SIZE, Policy, Resolution
 
 METADATA_KEY = "oauth2_introspection"
@@ -47,7 +47,8 @@ def allow_cached(flow: http.HTTPFlow, policy: Policy, cache: IntrospectionCache)
     request = flow.request
     data = request.data
     raw_path = data.path
-    if data.content or b"?" in raw_path or data.http_version != b"HTTP/1.1":
+    if (data.content or b"?" in raw_path or data.http_version != b"HTTP/1.1"
+            or data.authority):  # absolute form: fastpath.absolute_form_host
         return False
     # One pass over the raw fields: where Host and Authorization are, and
     # whether an identity header came in (repeated Host or Authorization, or
@@ -64,7 +65,7 @@ def allow_cached(flow: http.HTTPFlow, policy: Policy, cache: IntrospectionCache)
             if auth_at >= 0:
                 return False
             auth_at = i
-        elif lower.startswith(SPOOFABLE_PREFIXES_B) or lower == b"x-anonymous-consumer":
+        elif lower.startswith(SPOOFABLE_PREFIXES_B) or lower in ANONYMOUS_NAMES_B:
             return False
     if host_at < 0 or auth_at < 0:
         return False

@@ -75,7 +75,21 @@ def read_head(request: http.Request) -> RequestHead:
         elif not spoofed:
             spoofed = is_spoofable(lower)
     h2 = request.is_http2 or request.is_http3
-    return RequestHead(request.host_header if h2 else _joined(host), _joined(auth), spoofed)
+    if h2:
+        client_host = request.host_header
+    elif request.data.authority:
+        client_host = absolute_form_host(request)
+    else:
+        client_host = _joined(host)
+    return RequestHead(client_host, _joined(auth), spoofed)
+
+
+def absolute_form_host(request: http.Request) -> str:
+    """The host of an HTTP/1 absolute-form request line (`GET http://a/x`):
+    RFC 9112 section 3.2.2 has servers use it and ignore the Host header, so routing
+    does too (and the request goes upstream in origin form, see
+    addon._send_upstream): a Host header naming another route cannot steer it."""
+    return request.data.authority.decode("utf-8", "surrogateescape")
 
 
 def _joined(values: list[bytes] | None) -> str | None:
@@ -102,6 +116,8 @@ def host_header(request: http.Request) -> str | None:
     """`request.host_header`, without mitmproxy's generic header lookup."""
     if request.is_http2 or request.is_http3:
         return request.host_header
+    if request.data.authority:
+        return absolute_form_host(request)
     return header(request.data.headers, b"host")
 
 

@@ -2,8 +2,8 @@
 
 Kong overwrites only the headers it sets on a given path, so a client can
 forge e.g. `X-Consumer-Username` when its token matches no consumer. We remove
-every incoming `X-Consumer-*`, `X-Credential-*` and `X-Anonymous-Consumer` on
-each request a plugin handles, then set ours.
+every incoming `X-Consumer-*`, `X-Credential-*` and `X-Anonymous-Consumer`
+(also spelled with underscores) on each request a plugin handles, then set ours.
 """
 
 from __future__ import annotations
@@ -34,9 +34,21 @@ STANDARD_CLAIM_HEADERS: tuple[tuple[str, str], ...] = (
     ("jti", "X-Credential-Jti"),
 )
 
-_SPOOFABLE_PREFIXES = ("x-consumer-", "x-credential-")
-SPOOFABLE_PREFIXES_B = (b"x-consumer-", b"x-credential-")
-_UNSAFE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+def _spellings(name: str) -> tuple[bytes, ...]:
+    """`name` with each dash also written as an underscore: CGI-style
+    upstreams (WSGI, PHP, ...) read `X-Consumer_ID` as `X-Consumer-ID`."""
+    variants = [b""]
+    for part in name.encode().split(b"-"):
+        variants = ([v + b"-" + part for v in variants] + [v + b"_" + part for v in variants]
+                    if variants != [b""] else [part])
+    return tuple(variants)
+
+
+#: lower-case identity header names a client may not send (any spelling)
+SPOOFABLE_PREFIXES_B = (*_spellings("x-consumer-"), *_spellings("x-credential-"))
+ANONYMOUS_NAMES_B = frozenset(_spellings("x-anonymous-consumer"))
+# control characters, C1 ones included (U+0080-U+009F)
+_UNSAFE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 
 def spoofable_names(headers: http.Headers) -> list[str]:
@@ -59,7 +71,7 @@ def strip_spoofable(headers: http.Headers) -> list[str]:
 
 def is_spoofable(lower: bytes) -> bool:
     """Whether a (lower-case) header name is one of the identity headers."""
-    return lower.startswith(SPOOFABLE_PREFIXES_B) or lower == b"x-anonymous-consumer"
+    return lower.startswith(SPOOFABLE_PREFIXES_B) or lower in ANONYMOUS_NAMES_B
 
 
 def custom_claim_header(claim: str) -> str:

@@ -105,6 +105,15 @@ def test_introspection_url_and_authorization_value_are_required(missing: str) ->
         ("introspection_url", "ftp://idp.example/introspect"),
         ("introspection_url", "http://idp.example:99999/introspect"),
         ("introspection_url", "http:///introspect"),
+        # every introspection call would fail or misbehave with these
+        ("authorization_value", "Basic \u00e9\u2603"),
+        ("custom_introspection_headers", {"X-Tenant": "Z\u00fcrich"}),
+        ("introspection_url", " http://idp.example/introspect"),
+        ("introspection_url", "http://idp.example/intro spect"),
+        ("introspection_url", "http://user:secret@idp.example/introspect"),
+        # not representable in JSON (Admin API, /config, state file)
+        ("ttl", float("inf")),
+        ("ttl", float("nan")),
         ("unknown_key", 1),
     ],
 )

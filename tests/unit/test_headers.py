@@ -15,6 +15,7 @@ from oauth2_introspection.headers import (
     credential_headers,
     custom_claim_header,
     format_claim,
+    is_spoofable,
     strip_spoofable,
 )
 
@@ -229,3 +230,23 @@ def test_anonymous_consumer_headers_add_x_anonymous_consumer() -> None:
         "X-Anonymous-Consumer": "true",
     }
     assert not any(h.startswith("X-Credential-") for h in headers)
+
+
+@pytest.mark.parametrize("name", [
+    b"x-consumer_username", b"x_consumer-id", b"x_consumer_custom_id", b"x-credential_scope",
+    b"x_credential_identifier", b"x_anonymous_consumer", b"x-anonymous_consumer",
+])
+def test_identity_headers_spelled_with_underscores_are_spoofable(name: bytes) -> None:
+    # CGI-style upstreams read `X-Consumer_Username` as `X-Consumer-Username`
+    assert is_spoofable(name)
+
+
+def test_other_headers_are_not_spoofable() -> None:
+    assert not is_spoofable(b"x-consumerish")
+    assert not is_spoofable(b"x-anonymous-consumers")
+
+
+def test_c1_control_characters_in_claims_are_dropped() -> None:
+    out, dropped = credential_headers({"username": "alice\u0085bob", "sub": "s"}, ())
+    assert dropped == ["username"]
+    assert out == {"X-Credential-Sub": "s"}
