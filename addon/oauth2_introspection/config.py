@@ -41,6 +41,17 @@ _HEADER_VALUE = re.compile(r"^[\x20-\x7e\t]*$")
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
 
 
+def _whole_number(value: Any) -> Any:
+    # Kong's integer fields take any number equal to an integer (JSON and Lua
+    # have one number type): `timeout: 1000.0` is 1000; `10.5` still fails
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(_whole_number)]
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
@@ -80,8 +91,8 @@ class OAuth2IntrospectionConfig(StrictModel):
     token_type_hint: str | None = None
     ttl: float = Field(30, ge=0, allow_inf_nan=False)
     hide_credentials: bool = False
-    timeout: int = Field(10000, gt=0)
-    keepalive: int = Field(60000, ge=0)
+    timeout: Integer = Field(10000, gt=0)
+    keepalive: Integer = Field(60000, ge=0)
     anonymous: str | None = None
     run_on_preflight: bool = True
     consumer_by: Literal["username", "client_id"] = "username"
@@ -179,7 +190,7 @@ class Route(StrictModel):
     headers: dict[str, list[str]] | None = None
     strip_path: bool = True
     preserve_host: bool = False
-    regex_priority: int = 0
+    regex_priority: Integer = 0
     path_handling: Literal["v0", "v1"] = "v0"
     protocols: list[str] | None = None
     service: Ref = None
@@ -242,7 +253,7 @@ class Service(StrictModel):
     url: str | None = None
     protocol: Literal["http", "https"] | None = None
     host: str | None = None
-    port: int | None = Field(None, ge=1, le=65535)
+    port: Integer | None = Field(None, ge=1, le=65535)
     path: str | None = None
     enabled: bool = True
     routes: list[Route] = Field(default_factory=list)

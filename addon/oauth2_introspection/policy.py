@@ -385,6 +385,15 @@ def compile_policy(
             )
         )
 
+    routed = {spec.target.service.id for spec in specs if spec.target.service is not None}
+    for service_id, rt in by_service.items():
+        if service_id not in routed:
+            # Kong would answer 404 for this service's traffic (no route); here a
+            # request no route matches goes to the reverse-mode target unchecked
+            logger.warning(
+                "%s: oauth2-introspection plugin (%s) is on a service without (enabled) "
+                "routes: it applies to no request", source, rt.label,
+            )
     consumers = ConsumerStore(
         ConsumerRecord(c.stable_id(), c.username, c.custom_id) for c in config.consumers
     )

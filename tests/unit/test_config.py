@@ -299,3 +299,10 @@ def test_declarative_config_accepts_deck_metadata_keys() -> None:
     )
     assert config.transform is False
     assert config.workspace == "default"
+
+
+def test_integer_keys_take_whole_numbers_written_as_floats() -> None:
+    # as Kong's integer type does (one number type in JSON and Lua)
+    cfg = plugin_config(timeout=1000.0, keepalive=60000.0)
+    assert (cfg.timeout, cfg.keepalive) == (1000, 60000)
+    assert type(cfg.timeout) is int

@@ -350,3 +350,18 @@ def test_routes_matching_headers_are_resolved_every_time() -> None:
     other = policy.resolve("h", "/x", "GET", {"x-version": "1"})
     assert v2.plugin is not None and v2.plugin.config.introspection_url == "http://v2/"
     assert other.plugin is not None and other.plugin.config.introspection_url == "http://any/"
+
+
+def test_a_plugin_on_a_service_without_routes_is_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Kong's Kubernetes "enable on a service" example alone: no Ingress, no route
+    with caplog.at_level(logging.WARNING, logger="oauth2_introspection.policy"):
+        compile_data({"services": [{"name": "lonely", "url": "http://u:1",
+                                    "plugins": [plugin("http://i/")]},
+                                   {"name": "routed", "url": "http://u:2",
+                                    "routes": [{"name": "r", "paths": ["/r"]}],
+                                    "plugins": [plugin("http://i/")]}]})
+    assert "service 'lonely'" in caplog.text
+    assert "applies to no request" in caplog.text
+    assert "'routed'" not in caplog.text
