@@ -28,7 +28,7 @@ from .policy import PluginRuntime, Policy, Resolution
 from .routing import upstream_path
 from .state import PolicyState
 from .subflows import Recording, Subflows
-from .token import drop_form_field, remove_token
+from .token import mask_url, remove_token
 
 logger = logging.getLogger("oauth2_introspection")
 
@@ -388,10 +388,6 @@ _BOOLEANS = {"true": True, "on": True, "yes": True, "1": True,
 
 
 def safe_url(request: http.Request) -> str:
-    """The request URL for logs, without an access_token query parameter."""
-    url = request.pretty_url
-    if "access_token" not in url:
-        return url
-    base, _, query = url.partition("?")
-    kept = drop_form_field(query, "access_token")
-    return f"{base}?{kept}&access_token=***" if kept else f"{base}?access_token=***"
+    """The request URL for logs, without an access_token query parameter
+    (however its name is percent-encoded)."""
+    return mask_url(request.pretty_url)

@@ -29,7 +29,7 @@ from mitmproxy import flow as mflow
 
 from .addon import METADATA_KEY, OAuth2Introspection
 from .cache import make_key
-from .decision import token_id
+from .decision import log_safe, token_id
 from .errors import ConfigError
 from .subflows import KIND
 
@@ -51,7 +51,7 @@ class IntrospectionCommands:
         lines = []
         for key, entry in self.core.cache.items():
             claims = entry.result.claims
-            who = next((str(claims[c]) for c in ("username", "client_id", "sub")
+            who = next((log_safe(claims[c]) for c in ("username", "client_id", "sub")
                         if isinstance(claims.get(c), str) and claims.get(c)), "-")
             left = entry.expires_at - now
             lines.append(

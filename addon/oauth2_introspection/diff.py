@@ -165,8 +165,21 @@ def received_request(
     hidden = meta.get("hidden_credentials") or []
     fp = meta.get("token_fp") or ids.get(meta.get("token_id") or "")
     if hidden and fp:
-        _put_placeholder(req, meta.get("token_source"), PLACEHOLDER + fp)
+        _put_placeholders(req, meta.get("token_source"), hidden, PLACEHOLDER + fp)
     return req
+
+
+def _put_placeholders(req: http.Request, source: str | None, hidden: Iterable[str],
+                      value: str) -> None:
+    """Put a placeholder back wherever hide_credentials removed a credential:
+    a parameter token is cleared from the query and the body both (Kong), so
+    e.g. `query:access_token` and `form:access_token` both come back. The
+    token's own source last: a body field wins over the query string anyway."""
+    places = {entry.partition(":")[0] for entry in hidden}
+    places.discard("header")  # only a header token removes the header
+    for place in sorted(places - {source}):
+        _put_placeholder(req, place, value)
+    _put_placeholder(req, source, value)
 
 
 def _put_placeholder(req: http.Request, source: str | None, value: str) -> None:
@@ -182,7 +195,7 @@ def _put_placeholder(req: http.Request, source: str | None, value: str) -> None:
     elif source == "json":
         try:
             doc = json.loads(req.get_content(strict=False) or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):
             return
         if isinstance(doc, dict):
             doc["access_token"] = value

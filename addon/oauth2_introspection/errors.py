@@ -6,7 +6,8 @@
         ├── IntrospectionUnreachable  connect/read/write failure
         ├── IntrospectionTimeout      the whole call took longer than `timeout`
         ├── IntrospectionBadStatus    HTTP status other than 200
-        └── IntrospectionBadBody      not JSON, not an object, or no boolean `active`
+        └── IntrospectionBadBody      not JSON, not an object, no boolean `active`,
+                                      or unusable (too deep, lone surrogate, huge `exp`)
 
 Callers catch at the level they need: the request path turns any
 `IntrospectionError` into a 502, the addon turns a `ConfigError` into an

@@ -29,6 +29,9 @@ from .errors import (
 logger = logging.getLogger(__name__)
 
 MAX_ANSWER_BYTES = 1024 * 1024
+#: nesting allowed in an answer: claims are shallow, and deeper values would
+#: run the recursive encoders (cache, headers) into Python's recursion limit
+MAX_ANSWER_DEPTH = 64
 USER_AGENT = "mitmproxy-oauth2-introspection"
 
 #: Set (per flow) by the addon when introspection calls are shown as their own
@@ -158,14 +161,62 @@ async def _read_capped(resp: httpx.Response) -> bytes:
 
 
 def parse_answer(body: bytes, url: str = "", latency_ms: float = 0.0) -> IntrospectionResult:
-    """RFC 7662 §2.2: a JSON object whose `active` is a boolean."""
+    """RFC 7662 §2.2: a JSON object whose `active` is a boolean, and that the
+    rest of the addon can handle (see _unusable)."""
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         logger.warning("introspection endpoint %s answered non-JSON: %r", url, body[:200])
         raise IntrospectionBadBody("answer is not JSON") from None
+    except RecursionError:  # nested past Python's recursion limit
+        logger.warning("introspection endpoint %s answered JSON nested too deeply: %r",
+                       url, body[:200])
+        raise IntrospectionBadBody(
+            f"answer is nested deeper than {MAX_ANSWER_DEPTH} levels") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("active"), bool):
         logger.warning("introspection endpoint %s answered JSON without a boolean 'active': %r",
                        url, body[:200])
         raise IntrospectionBadBody("answer has no boolean 'active'")
+    problem = _unusable(doc)
+    if problem is not None:
+        logger.warning("introspection endpoint %s answered unusable JSON (%s): %r",
+                       url, problem, body[:200])
+        raise IntrospectionBadBody(f"answer {problem}")
     return IntrospectionResult(active=doc["active"], claims=doc, latency_ms=latency_ms)
+
+
+def _unusable(doc: dict[str, Any]) -> str | None:
+    """What makes a parsed answer unusable, or None. Checked once per call so
+    that nothing later (cache, headers, logs) fails on it with a 500."""
+    exp = doc.get("exp")
+    if type(exp) is int:
+        try:
+            float(exp)  # the cache bounds its lifetime by exp - now
+        except OverflowError:
+            return "has an 'exp' out of range"
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_ANSWER_DEPTH:
+            return f"is nested deeper than {MAX_ANSWER_DEPTH} levels"
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if not _is_utf8(k):
+                    return "has a key that is not Unicode text (lone surrogate)"
+                stack.append((v, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+        elif isinstance(value, str) and not _is_utf8(value):
+            # a JSON escape such as \ud800: no UTF-8 for the cache or a header
+            return "has a string that is not Unicode text (lone surrogate)"
+    return None
+
+
+def _is_utf8(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -37,7 +37,11 @@ def load_file(path: str | Path) -> DeclarativeConfig:
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
+        byte = e.object[e.start]
+        raise ConfigError(source, [f"{source}: cannot read file: not UTF-8 text "
+                                   f"(byte 0x{byte:02x} at offset {e.start})"]) from None
+    except OSError as e:
         raise ConfigError(source, [f"{source}: cannot read file: {e.strerror or e}"]) from None
     return load_text(text, source)
 

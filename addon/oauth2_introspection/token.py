@@ -5,6 +5,11 @@ the query string), else `Authorization: Bearer <t>` (or `Token <t>`, any case).
 Unlike Kong, the body is parsed only when its content type can carry the
 field and it is at most `MAX_BODY_BYTES`; and removal edits only the token's
 own bytes, so JSON and multipart bodies reach the upstream intact.
+
+Every source is read as UTF-8; bytes that are not UTF-8 are kept as
+surrogate escapes (so removal stays byte-exact), and a token holding any is
+not text: `is_text()` tells, and the caller refuses it (no endpoint could
+have issued it, and it cannot be sent in a form).
 """
 
 from __future__ import annotations
@@ -56,6 +61,18 @@ def find_token(request: http.Request, head: RequestHead | None = None) -> FoundT
     return None
 
 
+def is_text(token: str) -> bool:
+    """Whether a found token is UTF-8 text: not one with raw non-UTF-8 bytes
+    (kept as surrogate escapes) or a lone surrogate from a JSON escape."""
+    if token.isascii():
+        return True
+    try:
+        token.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def remove_token(request: http.Request, found: FoundToken) -> list[str]:
     """Remove the credential from where it came from; return what was removed
     (for the flow's metadata), e.g. ["header:Authorization"]."""
@@ -75,6 +92,10 @@ def remove_token(request: http.Request, found: FoundToken) -> list[str]:
     if kind is not None:
         body = request.get_content(strict=False) or b""
         new_body = _remove_from_body(kind, body, request.headers.get("content-type", ""))
+        if new_body is None and kind is found.source:
+            # fail closed: the token came from this body, so it must not go
+            # upstream in it (the caller answers 500)
+            raise ValueError(f"cannot remove the access_token from the {kind.value} body")
         if new_body is not None and new_body != body:
             request.content = new_body
             removed.append(f"{kind.value}:access_token")
@@ -84,17 +105,36 @@ def remove_token(request: http.Request, found: FoundToken) -> list[str]:
 # -- query strings and forms ---------------------------------------------------
 
 
+def _unquote(text: str) -> str:
+    # escapes of non-UTF-8 bytes become surrogate escapes, not U+FFFD: two
+    # different tokens must never read as the same one
+    return unquote_plus(text, errors="surrogateescape")
+
+
 def _form_value(encoded: str, name: str) -> str | None:
     for pair in encoded.split("&"):
         key, _, value = pair.partition("=")
-        if unquote_plus(key) == name:
-            return unquote_plus(value)
+        if _unquote(key) == name:
+            return _unquote(value)
     return None
 
 
 def drop_form_field(encoded: str, name: str) -> str:
     """Remove every `name=...` pair; other pairs keep their bytes and order."""
-    return "&".join(p for p in encoded.split("&") if unquote_plus(p.partition("=")[0]) != name)
+    return "&".join(p for p in encoded.split("&") if _unquote(p.partition("=")[0]) != name)
+
+
+def mask_url(url: str) -> str:
+    """`url` for logs: every query parameter the token lookup reads as
+    `access_token` (whatever its escapes, e.g. `access%5Ftoken`) cut out, and
+    one `access_token=***` appended in their place."""
+    base, sep, query = url.partition("?")
+    if not sep:
+        return url
+    kept = drop_form_field(query, PARAM)
+    if kept == query:
+        return url
+    return f"{base}?{kept}&{PARAM}=***" if kept else f"{base}?{PARAM}=***"
 
 
 def _query_token(path: str) -> FoundToken | None:
@@ -138,26 +178,28 @@ def _body_token(request: http.Request) -> FoundToken | None:
         return None
     value: object = None
     if kind is TokenSource.FORM:
-        value = _form_value(body.decode("latin-1"), PARAM)
+        value = _form_value(_form_text(body), PARAM)
     elif kind is TokenSource.JSON:
         try:
             # UTF-8 text only, as remove_json_member() reads it: a token found
             # in a BOM/UTF-16 body could not be removed for hide_credentials.
             doc = json.loads(body.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            return None  # Kong: an unparsable JSON body has no parameters
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            # Kong: an unparsable JSON body has no parameters (nested past the
+            # recursion limit counts as unparsable)
+            return None
         value = doc.get(PARAM) if isinstance(doc, dict) else None
     else:
         for _, _, name, is_file, content in _multipart_parts(body, request.headers["content-type"]):
             if name == PARAM and not is_file:
-                value = content.decode("utf-8", "replace")
+                value = content.decode("utf-8", "surrogateescape")
                 break
     return FoundToken(value, kind) if isinstance(value, str) and value else None
 
 
 def _remove_from_body(kind: TokenSource, body: bytes, content_type: str) -> bytes | None:
     if kind is TokenSource.FORM:
-        return drop_form_field(body.decode("latin-1"), PARAM).encode("latin-1")
+        return drop_form_field(_form_text(body), PARAM).encode("utf-8", "surrogateescape")
     if kind is TokenSource.JSON:
         try:
             text = body.decode("utf-8")
@@ -170,6 +212,12 @@ def _remove_from_body(kind: TokenSource, body: bytes, content_type: str) -> byte
         if name == PARAM and not is_file:
             body = body[:start] + body[end:]
     return body
+
+
+def _form_text(body: bytes) -> str:
+    # UTF-8, as query strings are read; surrogateescape keeps any other byte,
+    # so the body re-encodes byte for byte after a field is cut out
+    return body.decode("utf-8", "surrogateescape")
 
 
 def _boundary(content_type: str) -> bytes | None:
@@ -273,5 +321,5 @@ def _json_members(text: str, decoder: json.JSONDecoder) -> list[tuple[str, int, 
                 return members
             else:
                 return None
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, RecursionError):
         return None

@@ -294,3 +294,52 @@ async def test_replay_pool_answers_from_the_recording_only() -> None:
             await pool.client.post("http://idp.test/i", data={"token": "unknown-token"})
     finally:
         await pool.aclose()
+
+
+# -- hostile claims, unreadable configs, credentials in two places ---------------------------
+
+
+async def test_cache_show_escapes_control_characters_of_a_claim(web: Web, idp: Idp) -> None:
+    addon, _, tctx = web
+    idp.answers[TOKEN] = {"active": True, "username": "eve\r\nforged line\x85"}
+    flow = reverse_flow("/basic", headers=bearer())
+    await hooked(addon.request(flow))
+    shown = tctx.master.commands.call("introspection.cache.show")
+    assert "eve\\r\\nforged line\\x85" in shown
+    assert len(shown.splitlines()) == 2 and "\x85" not in shown
+    assert "\r" not in (flow.comment or "") and "\n" not in (flow.comment or "")
+
+
+async def test_diff_against_the_recorded_config_finds_no_change_with_two_hidden_credentials(
+    web: Web, idp: Idp
+) -> None:
+    from oauth2_introspection.diff import diff_flows
+
+    addon, view, tctx = web
+    flow = reverse_flow(f"/hide/x?access_token={TOKEN}", method="POST",
+                        headers={"Content-Type": "application/x-www-form-urlencoded"},
+                        content=f"access_token={TOKEN}&a=1".encode())
+    await hooked(addon.request(flow))
+    meta = flow.metadata[METADATA_KEY]
+    assert set(meta["hidden_credentials"]) == {"query:access_token", "form:access_token"}
+    report = await diff_flows([flow, *view], tctx.options.introspection_config)
+    assert report.evaluated == 1
+    assert report.rows == []
+
+
+def test_diff_cli_exits_2_on_a_config_that_is_not_utf8(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mitmproxy import io
+
+    from oauth2_introspection.diff_cli import main
+
+    flows = tmp_path / "flows.mitm"
+    with open(flows, "wb") as f:
+        io.FlowWriter(f).add(reverse_flow("/x"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"_format_version: '3.0'\n# caf\xe9\n")
+    assert main([str(flows), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().endswith("cannot read file: not UTF-8 text (byte 0xe9 at offset 28)")
+    assert len(err.strip().splitlines()) == 1

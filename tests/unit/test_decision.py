@@ -437,3 +437,83 @@ async def test_run_on_preflight_false_still_authenticates_other_methods(make) ->
     d = await s.decide(no_token(method="GET"))
     assert d.refusal is not None
     assert d.refusal.status == 401
+
+
+# -- hostile input ---------------------------------------------------------------
+
+
+HOSTILE_ANSWERS = {
+    "huge exp": b'{"active": true, "username": "alice", "exp": ' + b"9" * 401 + b"}",
+    "lone surrogate": b'{"active": true, "username": "alice", "sub": "\\ud800"}',
+    "deep nesting": b'{"active": true, "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+}
+
+
+@pytest.mark.parametrize("raw", HOSTILE_ANSWERS.values(), ids=HOSTILE_ANSWERS.keys())
+async def test_a_hostile_answer_is_a_502_malformed_answer(make, raw: bytes) -> None:
+    s = make()
+    s.handler = lambda _: httpx.Response(200, content=raw)
+    d = await s.decide(bearer())
+    assert d.refusal is not None and d.refusal.status == 502
+    assert d.details["introspection_error"] == "introspection answer malformed"
+    assert len(s.cache) == 0  # never cached
+
+
+@pytest.mark.parametrize("raw", HOSTILE_ANSWERS.values(), ids=HOSTILE_ANSWERS.keys())
+async def test_a_hostile_answer_falls_back_to_the_anonymous_consumer(make, raw: bytes) -> None:
+    s = make(anonymous="anonymous-user")
+    s.handler = lambda _: httpx.Response(200, content=raw)
+    d = await s.decide(bearer())
+    assert d.outcome == "anonymous"
+    assert d.details["failure"] == "introspection answer malformed"
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        bearer(token="ok-SECRET\udcff"),  # a raw 0xFF byte in the header
+        http.Request.make("GET", "http://service.test/api/x?access_token=ok-SECRET%FF"),
+        http.Request.make("POST", "http://service.test/api/x", b"access_token=ok-SECRET\xff",
+                          {"Content-Type": "application/x-www-form-urlencoded"}),
+        http.Request.make("POST", "http://service.test/api/x", b'{"access_token": "\\ud800"}',
+                          {"Content-Type": "application/json"}),
+    ],
+    ids=["header", "query", "form", "json-surrogate"],
+)
+async def test_a_token_that_is_not_utf8_text_is_invalid_without_a_call(
+    make, request_: http.Request
+) -> None:
+    s = make()
+    d = await s.decide(request_)
+    assert d.refusal is not None and d.refusal.status == 401
+    assert body_of(d)["error"] == "invalid_token"
+    assert d.details["failure"] == "invalid token (not UTF-8 text)"
+    assert s.calls == []
+    anonymous = await make(anonymous="anonymous-user", hide_credentials=True).decide(request_)
+    assert anonymous.outcome == "anonymous" and anonymous.hide is not None
+
+
+async def test_a_utf8_form_token_is_sent_as_utf8(make) -> None:
+    s = make()
+    await s.decide(http.Request.make("POST", "http://service.test/api/x",
+                                     "access_token=é".encode(),
+                                     {"Content-Type": "application/x-www-form-urlencoded"}))
+    assert s.calls[0].content == b"token=%C3%A9"
+
+
+@pytest.mark.parametrize("claim", ["username", "sub"])
+async def test_a_claim_with_control_characters_is_escaped_in_the_summary(make, claim) -> None:
+    s = make()
+    s.handler = active_answer(**{claim: "alice\r\nX-Evil: 1\x85\u2028"})
+    d = await s.decide(bearer())
+    assert d.outcome == "allowed"
+    assert d.summary.startswith("allowed alice\\r\\nX-Evil: 1\\x85\\u2028 (")
+    assert not any(c in d.summary for c in "\r\n\x85\u2028")
+
+
+async def test_a_claim_with_a_c1_control_is_dropped_from_the_headers(make) -> None:
+    s = make()
+    s.handler = active_answer(username="alice", sub="x\x85X-Consumer-Username: admin")
+    d = await s.decide(bearer())
+    assert "X-Credential-Sub" not in d.set_headers
+    assert d.details["dropped_claims"] == ("sub",)

@@ -292,3 +292,36 @@ async def test_retain_only_closes_clients_no_configuration_uses() -> None:
     await pool.aclose()
     with pytest.raises(KeyError):
         pool.get(keep)
+
+
+# -- hostile answers: malformed (502), never an exception elsewhere ------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "detail"),
+    [
+        # exp past float range: the cache computes exp - now in floats
+        (b'{"active": true, "exp": ' + b"9" * 401 + b', "note": "hunter2"}', "'exp' out of range"),
+        # a lone surrogate cannot be encoded for the cache or a header
+        (b'{"active": true, "username": "a\\ud800", "note": "hunter2"}', "lone surrogate"),
+        (b'{"active": true, "\\udfff": 1, "note": "hunter2"}', "lone surrogate"),
+        # nested past the recursion limit, and past MAX_ANSWER_DEPTH below it
+        (b'{"active": true, "note": "hunter2", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+         "nested deeper"),
+        (b'{"active": true, "note": "hunter2", "x": ' + b'{"a":' * 100 + b"1" + b"}" * 100
+         + b"}", "nested deeper"),
+    ],
+)
+async def test_an_answer_the_addon_cannot_handle_is_bad_body(raw: bytes, detail: str) -> None:
+    with pytest.raises(IntrospectionBadBody) as e:
+        await call(answer(200, raw=raw))
+    assert detail in str(e.value)
+    assert "hunter2" not in str(e.value)
+
+
+def test_ordinary_nesting_large_numbers_and_non_ascii_claims_are_usable() -> None:
+    raw = json.dumps({"active": True, "exp": 10**300, "iat": 10**400, "name": "Zoë 😀",
+                      "x": [[[{"a": [1]}]]]}).encode()
+    assert parse_answer(raw).claims["name"] == "Zoë 😀"
+    nested = b'{"active": true, "x": ' + b"[" * 62 + b"]" * 62 + b"}"
+    assert parse_answer(nested).active

@@ -509,3 +509,12 @@ def test_entities_are_described_by_name_username_custom_id_or_index() -> None:
         "service #0 > route 'r'"
     )
     assert describe_entities(data, ("consumers", 0)) == "consumer 'c-1'"
+
+
+def test_a_file_that_is_not_utf8_is_a_one_line_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"_format_version: '3.0'\n# caf\xe9\n")
+    with pytest.raises(ConfigError) as e:
+        load_file(path)
+    assert str(e.value) == (f"{path}: cannot read file: not UTF-8 text "
+                            "(byte 0xe9 at offset 28)")

@@ -15,6 +15,8 @@ from oauth2_introspection.token import (
     TokenSource,
     drop_form_field,
     find_token,
+    is_text,
+    mask_url,
     remove_json_member,
     remove_token,
 )
@@ -391,3 +393,123 @@ def test_hiding_a_query_token_leaves_a_compressed_body_byte_for_byte() -> None:
 )
 def test_drop_form_field_removes_only_that_field(encoded: str, kept: str) -> None:
     assert drop_form_field(encoded, "access_token") == kept
+
+
+# -- hostile input ---------------------------------------------------------------------
+
+
+DEEP_JSON = [b"[" * 1000 + b"]" * 1000, b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+             b'{"access_token": "j", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"]
+
+
+@pytest.mark.parametrize("body", DEEP_JSON, ids=["1000 deep", "200 KB deep", "token and deep"])
+def test_a_json_body_nested_too_deeply_has_no_parameters(body: bytes) -> None:
+    # as any body that does not parse: the header token is used
+    req = request("/x", method="POST", body=body, content_type="application/json",
+                  authorization="Bearer h-token")
+    assert find_token(req) == FoundToken("h-token", TokenSource.HEADER)
+
+
+@pytest.mark.parametrize("body", DEEP_JSON, ids=["1000 deep", "200 KB deep", "token and deep"])
+def test_hiding_a_query_token_leaves_a_deeply_nested_json_body_alone(body: bytes) -> None:
+    req = request("/x?access_token=q", method="POST", body=body, content_type="application/json")
+    found = find_token(req)
+    assert found == FoundToken("q", TokenSource.QUERY)
+    assert remove_token(req, found) == ["query:access_token"]
+    assert req.content == body
+
+
+def test_a_json_token_that_cannot_be_cut_out_is_never_left_in_the_body(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    req = request("/x", method="POST", body=b'{"access_token": "j"}',
+                  content_type="application/json")
+    found = find_token(req)
+    assert found is not None
+    monkeypatch.setattr(token_module, "remove_json_member", lambda *_: None)
+    with pytest.raises(ValueError, match="cannot remove"):
+        remove_token(req, found)
+
+
+@pytest.mark.parametrize(
+    ("req", "source"),
+    [
+        pytest.param(request(authorization="Bearer ok-\udcff"), "header", id="header"),
+        pytest.param(request("/x?access_token=ok-%FF"), "query", id="query escape"),
+        pytest.param(request("/x?access_token=ok-%FE"), "query", id="another escape"),
+        pytest.param(request("/x", method="POST", body=b"access_token=ok-\xff", content_type=FORM),
+                     "form", id="form raw byte"),
+        pytest.param(request("/x", method="POST", body=b"access_token=ok-%FF", content_type=FORM),
+                     "form", id="form escape"),
+        pytest.param(request("/x", method="POST", body=multipart(part(
+            b'Content-Disposition: form-data; name="access_token"', b"ok-\xff")),
+            content_type=MULTIPART), "multipart", id="multipart"),
+        pytest.param(request("/x", method="POST", body=b'{"access_token": "ok-\\ud800"}',
+                             content_type="application/json"), "json", id="json surrogate"),
+    ],
+)
+def test_a_token_with_bytes_that_are_not_utf8_is_found_but_is_not_text(
+    req: http.Request, source: str
+) -> None:
+    found = find_token(req)
+    assert found is not None and found.source.value == source
+    assert not is_text(found.value)
+    assert found.value != "ok-\ufffd"  # never replaced: two tokens must not read as one
+
+
+def test_different_invalid_bytes_are_different_tokens() -> None:
+    a = find_token(request("/x?access_token=ok-%FF"))
+    b = find_token(request("/x?access_token=ok-%FE"))
+    assert a is not None and b is not None and a.value != b.value
+
+
+def test_utf8_tokens_are_text() -> None:
+    assert is_text("ascii") and is_text("Zoë-😀")
+
+
+@pytest.mark.parametrize(
+    "req",
+    [
+        pytest.param(request("/x?access_token=%C3%A9"), id="query"),
+        pytest.param(request("/x", method="POST", body="access_token=é".encode(),
+                             content_type=FORM), id="form raw"),
+        pytest.param(request("/x", method="POST", body=b"access_token=%C3%A9",
+                             content_type=FORM), id="form escaped"),
+        pytest.param(request("/x", method="POST", body='{"access_token": "é"}'.encode(),
+                             content_type="application/json"), id="json"),
+        pytest.param(request("/x", method="POST", body=multipart(part(
+            b'Content-Disposition: form-data; name="access_token"', "é".encode())),
+            content_type=MULTIPART), id="multipart"),
+    ],
+)
+def test_a_non_ascii_token_reads_the_same_from_every_source(req: http.Request) -> None:
+    found = find_token(req)
+    assert found is not None and found.value == "é"
+
+
+def test_removing_a_utf8_form_token_keeps_every_other_byte() -> None:
+    body = "a=é&access_token=é&b=€".encode() + b"&raw=\xff\xed\xa0\x80"
+    req = request("/x", method="POST", body=body, content_type=FORM)
+    found = find_token(req)
+    assert found == FoundToken("é", TokenSource.FORM)
+    assert remove_token(req, found) == ["form:access_token"]
+    assert req.content == "a=é&b=€".encode() + b"&raw=\xff\xed\xa0\x80"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://h/p", "http://h/p"),
+        ("http://h/p?a=1", "http://h/p?a=1"),
+        ("http://h/p?access_token=SECRET", "http://h/p?access_token=***"),
+        ("http://h/p?a=1&access_token=SECRET&b=2", "http://h/p?a=1&b=2&access_token=***"),
+        ("http://h/qq?access%5Ftoken=SECRET", "http://h/qq?access_token=***"),
+        ("http://h/qq?access%5ftoken=SECRET&access_token=SECRET2",
+         "http://h/qq?access_token=***"),
+        ("http://h/qq?%61ccess_token=SECRET&a=1", "http://h/qq?a=1&access_token=***"),
+        ("http://h/qq?access_token_x=1", "http://h/qq?access_token_x=1"),
+    ],
+)
+def test_mask_url_masks_the_parameter_the_way_the_lookup_reads_it(url: str, shown: str) -> None:
+    assert mask_url(url) == shown
+    assert "SECRET" not in mask_url(url)
