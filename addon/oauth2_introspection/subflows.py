@@ -5,10 +5,12 @@ the request the endpoint received and its answer is added to mitmproxy's view
 (when there is one: mitmweb, mitmproxy) and to the save stream (when one is
 open: `mitmdump -w`, `save_stream_file`), linked to the flow that caused it by
 the same `token_id` and the parent's flow id. Secrets are masked: the
-`Authorization` value keeps only its scheme and the form's `token` only its
-first characters; the sub-flow's metadata carries a `token_fp` (a hash of the
-token alone, independent of the plugin) so the policy diff (diff.py) can reuse
-the recorded answer without the token being stored anywhere.
+`Authorization` value keeps only its scheme, the form's `token` only its
+first characters, and credential-like custom header values and URL query
+values (`X-Api-Key`, `client_secret`) are hidden; the sub-flow's metadata
+carries a `token_fp` (a hash of the token alone, independent of the plugin)
+so the policy diff (diff.py) can reuse the recorded answer without the token
+being stored anywhere.
 
 The recording costs nothing unless it is active: the addon sets
 `introspection.call_recorder` for a flow only then.
@@ -18,11 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 from mitmproxy import connection, ctx, http
 from mitmproxy import flow as mflow
@@ -50,6 +53,22 @@ def mask_token(token: str) -> str:
 def mask_authorization(value: str) -> str:
     scheme, sep, _ = value.partition(" ")
     return f"{scheme} ***" if sep else "***"
+
+
+#: names of custom headers and URL query parameters whose values are masked in
+#: the shown call: what reads as a credential (`X-Api-Key`, `client_secret`)
+_SECRET_NAME = re.compile(r"auth|key|token|secret|passw|cookie|credential|signature", re.I)
+
+
+def mask_url(url: str) -> str:
+    """`url` with the values of credential-like query parameters masked."""
+    base, sep, query = url.partition("?")
+    if not sep:
+        return url
+    pairs = [p.partition("=") for p in query.split("&")]
+    return base + "?" + "&".join(
+        f"{name}{eq}***" if eq and _SECRET_NAME.search(unquote(name)) else f"{name}{eq}{value}"
+        for name, eq, value in pairs)
 
 
 @dataclass
@@ -172,10 +191,13 @@ def build_flow(call: Call, parent: http.HTTPFlow, meta: dict[str, Any]) -> http.
     for name, value in call.request_headers:
         if name.lower() == "authorization":
             value = mask_authorization(value)
+        elif _SECRET_NAME.search(name):
+            value = "***"
         elif name.lower() == "content-length":
             continue
         headers.append((name.encode(), value.encode()))
-    request = http.Request.make("POST", req.url, urlencode(form, safe="*").encode(), headers)
+    request = http.Request.make("POST", mask_url(req.url), urlencode(form, safe="*").encode(),
+                                headers)
     request.timestamp_start = call.started
     request.timestamp_end = call.started
     f.request = request

@@ -18,7 +18,13 @@ from oauth2_introspection import annotations
 from oauth2_introspection.addon import METADATA_KEY, OAuth2Introspection
 from oauth2_introspection.commands import IntrospectionCommands
 from oauth2_introspection.diff import Verdict, compare
-from oauth2_introspection.subflows import mask_authorization, mask_token, token_fingerprint
+from oauth2_introspection.subflows import (
+    build_flow,
+    mask_authorization,
+    mask_token,
+    mask_url,
+    token_fingerprint,
+)
 
 from .hooking import hooked
 from .test_addon import (  # noqa: F401 - an autouse fixture
@@ -188,6 +194,29 @@ def test_masking() -> None:
     assert mask_token("short") == "***"
     assert mask_authorization("Basic dXNlcjpwYXNz") == "Basic ***"
     assert mask_authorization("secret") == "***"
+
+
+def test_the_shown_call_masks_credential_like_custom_headers_and_url_parameters() -> None:
+    from oauth2_introspection.introspection import IntrospectionRequest
+    from oauth2_introspection.subflows import Call
+
+    req = IntrospectionRequest("http://idp/i?client_secret=s3", "raw-token-123456", "Basic abc")
+    call = Call(req, 1.0, 2.0, 200, "OK", [("Authorization", "Basic abc"),
+                                           ("X-Api-Key", "k-123"), ("X-Tenant", "acme")])
+    shown = build_flow(call, reverse_flow("/basic"), {}).request
+    assert shown.headers["X-Api-Key"] == "***"
+    assert shown.headers["X-Tenant"] == "acme"
+    assert "s3" not in shown.url and "client_secret=***" in shown.url
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("http://idp/i", "http://idp/i"),
+    ("http://idp/i?tenant=acme", "http://idp/i?tenant=acme"),
+    ("http://idp/i?client_secret=s3&tenant=acme", "http://idp/i?client_secret=***&tenant=acme"),
+    ("http://idp/i?api%5Fkey=k&x", "http://idp/i?api%5Fkey=***&x"),
+])
+def test_credential_like_query_values_of_the_endpoint_url_are_masked(url: str, shown: str) -> None:
+    assert mask_url(url) == shown
 
 
 # -- commands ------------------------------------------------------------------------------
