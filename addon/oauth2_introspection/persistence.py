@@ -9,7 +9,10 @@ one.
 The state file records the SHA-256 of the configuration file it was built on
 (`# base-sha256: ...`). At start-up it is used only when the configuration
 file is unchanged since: if the user edited the file, the file wins (and a
-warning says that the Admin API changes were set aside).
+warning says that the Admin API changes were set aside). Whenever the file
+wins, at start-up or on a live reload, the state file is set aside
+(`discard()`): otherwise restoring the file's old content would bring back
+changes that were dropped.
 """
 
 from __future__ import annotations
@@ -96,6 +99,19 @@ class StateFile:
             return None
         m = _BASE_LINE.search(head)
         return m.group(1) if m else None
+
+    @property
+    def discarded_path(self) -> str:
+        return f"{self.path}.discarded"
+
+    def discard(self) -> bool:
+        """Set the state aside (renamed, never loaded again; kept so that it can
+        be recovered by hand). True when there was one to set aside."""
+        try:
+            os.replace(self.path, self.discarded_path)
+        except FileNotFoundError:
+            return False
+        return True
 
     def matches_base(self) -> bool:
         """Is the configuration file unchanged since this state was written?"""

@@ -4,9 +4,12 @@ request, consumers re-mapped for cached tokens, the token and loopback rules."""
 
 from __future__ import annotations
 
+import socket
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -18,7 +21,7 @@ from .admin_helpers import (
     run_curl,
     seed_command,
 )
-from .harness import CLIENT_AUTH, Mitmdump, echoed
+from .harness import CLIENT_AUTH, Mitmdump, echoed, wait_until
 
 
 def _config() -> dict[str, Any]:
@@ -250,3 +253,88 @@ def test_admin_listener_on_a_non_loopback_address_without_token_stops_startup(ec
         m.stop()
     assert code != 0
     assert "introspection_admin" in log and "not loopback" in log
+
+
+def test_put_creates_then_replaces_a_service_its_route_and_a_plugin(admin_proxy, proxied, idp,
+                                                                    echo):
+    pid = str(uuid.uuid4())
+    plugin_form = {"name": "oauth2-introspection", "config.introspection_url": idp.url,
+                   "config.authorization_value": CLIENT_AUTH}
+    with admin_proxy.admin() as admin:
+        svc = admin.put("/services/put-svc", data={"url": f"http://127.0.0.1:{echo.port}",
+                                                   "retries": "2"})
+        assert svc.status_code == 200, svc.text
+        route = admin.put("/services/put-svc/routes/put-r", data={"paths": "/put",
+                                                                 "strip_path": "false"})
+        assert route.status_code == 200, route.text
+        assert proxied.get("/put/x").status_code == 200  # in force on the next request
+        plugin = admin.put(f"/routes/put-r/plugins/{pid}", data=plugin_form)
+        assert plugin.status_code == 200 and plugin.json()["id"] == pid
+        assert proxied.get("/put/x").status_code == 401
+        # replace: the body is the whole entity, what it leaves out is back to default
+        again = admin.put("/services/put-svc", json={"url": f"http://127.0.0.1:{echo.port}"})
+        assert again.status_code == 200
+        assert again.json()["id"] == svc.json()["id"] and again.json()["retries"] == 5
+        moved = admin.put("/routes/put-r", data={"paths": "/put2", "service.name": "put-svc"})
+        assert moved.json()["id"] == route.json()["id"] and moved.json()["strip_path"] is True
+        assert proxied.get("/put2/x").status_code == 401  # its plugin stayed with it
+        assert admin.delete(f"/routes/put-r/plugins/{pid}").status_code == 204
+        assert admin.delete("/services/put-svc/routes/put-r").status_code == 204
+        assert admin.delete("/services/put-svc").status_code == 204
+
+
+def test_lists_are_paged_and_consumers_filtered_by_custom_id(admin_proxy):
+    names = [f"page-{i}" for i in range(5)]
+    with admin_proxy.admin() as admin:
+        for i, name in enumerate(names):
+            assert admin.post("/consumers", data={"username": name,
+                                                  "custom_id": f"c-{i}"}).status_code == 201
+        seen, path = [], "/consumers?size=2"
+        while path:
+            page = admin.get(path)
+            assert page.status_code == 200, page.text
+            assert len(page.json()["data"]) <= 2
+            seen += [c["username"] for c in page.json()["data"]]
+            path = page.json()["next"]
+        assert [n for n in seen if n.startswith("page-")] == names
+        assert len(seen) == len(admin.get("/consumers").json()["data"])
+        found = admin.get("/consumers", params={"custom_id": "c-3"}).json()
+        assert [c["username"] for c in found["data"]] == ["page-3"]
+        bad = admin.get("/consumers?size=0")
+        assert bad.status_code == 400 and bad.json()["name"] == "invalid size"
+        for name in names:
+            admin.delete(f"/consumers/{name}")
+
+
+def _ipv6_port() -> int | None:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+            return s.getsockname()[1]
+    except OSError:
+        return None
+
+
+def test_admin_api_on_ipv6_loopback_answers_its_own_host_name(echo):
+    port = _ipv6_port()
+    if port is None:
+        pytest.skip("no IPv6 loopback here")
+    m = Mitmdump(_config(), echo.port, ["--set", f"introspection_admin=[::1]:{port}"]).start()
+    try:
+        url = f"http://[::1]:{port}"
+
+        def status() -> int | None:
+            try:
+                return httpx.get(f"{url}/status", trust_env=False, timeout=5).status_code
+            except httpx.TransportError:
+                return None
+
+        assert wait_until(lambda: status() is not None, 15), m.log()
+        assert status() == 200  # Host: [::1]:PORT
+        bare = httpx.get(f"{url}/status", headers={"Host": "[::1]"}, trust_env=False)
+        assert bare.status_code == 200
+        foreign = httpx.get(f"{url}/status", headers={"Host": "[2001:db8::1]"},
+                            trust_env=False)
+        assert foreign.status_code == 403
+    finally:
+        m.stop()

@@ -5,6 +5,7 @@ PolicyState, the JSON schema from the model."""
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 from urllib.parse import urlencode
 
@@ -319,3 +320,233 @@ def test_bad_json_body_answers_400(api):
 def test_root_answers_with_node_information(api):
     status, body = api.call("GET", "/")
     assert status == 200 and body["configuration"]["database"] == "off"
+
+
+# -- null means "unset": empty form values, JSON null --------------------------------------
+
+
+def _multipart(pairs: list[tuple[str, str]]) -> tuple[bytes, str]:
+    body = b"".join(f'--XX\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+                    for k, v in pairs)
+    return body + b"--XX--\r\n", "multipart/form-data; boundary=XX"
+
+
+def test_an_empty_form_value_on_patch_unsets_the_field(api):
+    _, p = api.call("POST", "/plugins", form=[
+        *SEED_FORM, ("config.anonymous", "alice"), ("config.token_type_hint", "access_token"),
+        ("config.custom_claims_forward", "email"), ("config.ttl", "5")])
+    status, body = api.call("PATCH", f"/plugins/{p['id']}", form=[
+        ("config.anonymous", ""), ("config.token_type_hint", ""),
+        ("config.custom_claims_forward", "")])
+    assert status == 200, body
+    assert body["config"]["anonymous"] is None
+    assert body["config"]["token_type_hint"] is None
+    assert body["config"]["custom_claims_forward"] == []
+    assert body["config"]["ttl"] == 5  # what the body does not name stays
+    assert api.state.policy.global_plugin.config.anonymous is None
+    raw, ctype = _multipart([("config.ttl", "")])
+    status, body = api.call("PATCH", f"/plugins/{p['id']}", raw=raw, ctype=ctype)
+    assert status == 200 and body["config"]["ttl"] == 30  # null: back to the default
+
+
+def test_an_empty_required_form_value_is_a_missing_field(api):
+    _, p = api.call("POST", "/plugins", form=SEED_FORM)
+    status, body = api.call("PATCH", f"/plugins/{p['id']}",
+                            form=[("config.introspection_url", "")])
+    assert status == 400
+    assert body["fields"] == {"config": {"introspection_url": "required field missing"}}
+    assert api.state.policy.global_plugin.config.introspection_url == "https://example-url.com"
+
+
+def test_an_empty_form_value_unsets_a_route_field(api):
+    api.call("POST", "/services/echo/routes", form=[("name", "h"), ("paths", "/h"),
+                                                     ("hosts", "a.test")])
+    status, body = api.call("PATCH", "/routes/h", form=[("hosts", "")])
+    assert status == 200 and body["hosts"] is None and body["paths"] == ["/h"]
+
+
+def test_json_null_on_patch_unsets_the_field(api):
+    _, p = api.call("POST", "/plugins", form=[*SEED_FORM, ("config.anonymous", "alice"),
+                                              ("config.ttl", "5")])
+    status, body = api.call("PATCH", f"/plugins/{p['id']}",
+                            json_body={"config": {"anonymous": None, "ttl": None}})
+    assert status == 200, body
+    assert body["config"]["anonymous"] is None and body["config"]["ttl"] == 30
+
+
+# -- PUT: create or replace -------------------------------------------------------------------
+
+
+def test_put_by_name_creates_then_replaces_the_whole_service(api):
+    status, created = api.call("PUT", "/services/billing", form=[
+        ("url", "http://127.0.0.1:9/x"), ("retries", "2"), ("tags", "a")])
+    assert status == 200, created
+    assert created["name"] == "billing" and created["retries"] == 2 and created["id"]
+    status, replaced = api.call("PUT", "/services/billing", json_body={"host": "example.com"})
+    assert status == 200, replaced
+    assert replaced["id"] == created["id"]  # the same entity
+    assert replaced["host"] == "example.com" and replaced["url"] is None
+    assert replaced["retries"] == 5 and replaced["tags"] is None  # defaults, not the old values
+    assert api.call("GET", "/services/billing")[1] == replaced
+    assert [s["name"] for s in api.call("GET", "/services")[1]["data"]] == ["echo", "billing"]
+
+
+def test_put_by_uuid_sets_the_id_and_the_body_sets_the_name(api):
+    sid = "6f1b0a86-5c0e-4e55-9b4e-0d3c5c0b9a11"
+    status, body = api.call("PUT", f"/services/{sid}", form=[("name", "by-id"),
+                                                             ("host", "h.test")])
+    assert status == 200 and body["id"] == sid and body["name"] == "by-id"
+    status, body = api.call("PUT", f"/services/{sid}", form=[("name", "renamed"),
+                                                             ("host", "h.test")])
+    assert status == 200 and body["name"] == "renamed"
+    assert api.call("GET", "/services/by-id")[0] == 404
+
+
+def test_put_keeps_the_id_and_refuses_another_one(api):
+    _, echo = api.call("GET", "/services/echo")
+    status, body = api.call("PUT", "/services/echo", json_body={"id": str(uuid.uuid4())})
+    assert status == 400 and "id" in body["fields"]
+    status, body = api.call("PUT", "/services/echo", json_body={})
+    assert status == 200 and body["id"] == echo["id"]  # its routes still point at it
+    assert api.call("GET", "/services/echo/routes")[1]["data"][0]["name"] == "api"
+
+
+def test_put_consumer_by_username_and_plugin_by_id(api):
+    status, body = api.call("PUT", "/consumers/zoe", form=[("custom_id", "z-1")])
+    assert status == 200 and body["username"] == "zoe" and body["custom_id"] == "z-1"
+    status, body = api.call("PUT", "/consumers/zoe", form=[])
+    assert status == 200 and body["custom_id"] is None
+    assert api.call("PUT", "/consumers/zoe", form=[("custom_id", "")])[0] == 200
+    pid = str(uuid.uuid4())
+    status, body = api.call("PUT", f"/plugins/{pid}", form=[*SEED_FORM, ("config.ttl", "7")])
+    assert status == 200 and body["id"] == pid and body["config"]["ttl"] == 7
+    assert api.state.policy.global_plugin.id == pid
+    status, body = api.call("PUT", f"/plugins/{pid}", form=SEED_FORM)
+    assert status == 200 and body["config"]["ttl"] == 30
+    status, body = api.call("PUT", f"/plugins/{pid}", form=[("name", "oauth2-introspection")])
+    assert status == 400 and body["fields"]["config"] == "required field missing"
+    status, body = api.call("PUT", "/plugins/not-a-uuid", form=SEED_FORM)
+    assert status == 400 and body["name"] == "invalid primary key"
+
+
+def test_put_under_a_service_creates_or_replaces_its_route_and_plugin(api):
+    status, body = api.call("PUT", "/services/echo/routes/v3", form=[("paths", "/v3")])
+    assert status == 200 and body["name"] == "v3"
+    assert body["service"] == {"id": api.call("GET", "/services/echo")[1]["id"]}
+    assert api.state.policy.resolve("x", "/v3/a", "GET").route.name == "v3"
+    status, body = api.call("PUT", "/services/echo/routes/v3", form=[("paths", "/v4")])
+    assert status == 200 and body["paths"] == ["/v4"]
+    pid = str(uuid.uuid4())
+    status, body = api.call("PUT", f"/routes/v3/plugins/{pid}", form=SEED_FORM)
+    assert status == 200 and body["route"] == {"id": api.call("GET", "/routes/v3")[1]["id"]}
+    assert api.call("PUT", "/services/nope/routes/v3", form=[("paths", "/v4")])[0] == 404
+
+
+# -- paging and filters -----------------------------------------------------------------------
+
+
+def _pages(api: Api, path: str) -> list[list[str]]:
+    pages = []
+    while path:
+        p, _, query = path.partition("?")
+        status, body = api.call("GET", p, query=query)
+        assert status == 200, body
+        pages.append([e.get("username") or e.get("name") or e["id"] for e in body["data"]])
+        assert ("offset" in body) == (body["next"] is not None)
+        path = body["next"]
+    return pages
+
+
+def test_lists_are_paged_with_size_and_an_opaque_offset(api):
+    for name in "bcde":
+        api.call("POST", "/consumers", form=[("username", name)])
+    assert _pages(api, "/consumers?size=2") == [["alice", "b"], ["c", "d"], ["e"]]
+    assert _pages(api, "/consumers") == [["alice", "b", "c", "d", "e"]]
+    _, body = api.call("GET", "/consumers", query="size=2")
+    assert body["next"] == f"/consumers?offset={body['offset']}&size=2"
+    assert _pages(api, "/consumers?size=5") == [["alice", "b", "c", "d", "e"]]
+
+
+@pytest.mark.parametrize(("size", "message"), [
+    ("0", "size must be an integer between 1 and 1000"),
+    ("1001", "size must be an integer between 1 and 1000"),
+    ("2.5", "size must be an integer between 1 and 1000"),
+    ("abc", "size must be a number"),
+])
+def test_a_bad_page_size_answers_kongs_400(api, size, message):
+    status, body = api.call("GET", "/routes", query=f"size={size}")
+    assert (status, body) == (400, {"code": 9, "name": "invalid size", "message": message})
+
+
+def test_a_bad_offset_answers_kongs_400(api):
+    status, body = api.call("GET", "/plugins", query="offset=%21%21")
+    assert status == 400 and body["code"] == 7 and body["name"] == "invalid offset"
+
+
+def test_nested_lists_are_paged_too(api):
+    for i in range(3):
+        api.call("POST", "/services/echo/routes", form=[("name", f"r{i}"), ("paths", f"/{i}")])
+    assert _pages(api, "/services/echo/routes?size=3") == [["api", "r0", "r1"], ["r2"]]
+
+
+def test_consumers_are_filtered_by_custom_id(api):
+    api.call("POST", "/consumers", form=[("username", "demo"), ("custom_id", "demo-app")])
+    status, body = api.call("GET", "/consumers", query="custom_id=demo-app")
+    assert status == 200 and [c["username"] for c in body["data"]] == ["demo"]
+    assert body["next"] is None
+    assert api.call("GET", "/consumers", query="custom_id=nobody")[1]["data"] == []
+
+
+# -- nested plugin endpoints ------------------------------------------------------------------
+
+
+def test_a_plugin_is_reached_through_its_service_or_route_only(api):
+    _, on_service = api.call("POST", "/services/echo/plugins", form=SEED_FORM)
+    _, on_route = api.call("POST", "/routes/api/plugins", form=SEED_FORM)
+    sp, rp = on_service["id"], on_route["id"]
+    assert api.call("GET", f"/services/echo/plugins/{sp}")[1]["id"] == sp
+    assert api.call("GET", f"/routes/api/plugins/{rp}")[1]["id"] == rp
+    assert api.call("GET", f"/services/echo/plugins/{rp}")[0] == 404  # another scope
+    assert api.call("GET", f"/routes/api/plugins/{sp}")[0] == 404
+    assert api.call("PATCH", f"/routes/api/plugins/{sp}", form=[("config.ttl", "1")])[0] == 404
+    assert api.call("DELETE", f"/routes/api/plugins/{sp}")[0] == 404
+    status, body = api.call("PATCH", f"/services/echo/plugins/{sp}", form=[("config.ttl", "4")])
+    assert status == 200 and body["config"]["ttl"] == 4
+    assert api.call("DELETE", f"/services/echo/plugins/{sp}")[0] == 204
+    assert api.call("GET", f"/plugins/{sp}")[0] == 404
+    assert api.call("GET", "/services/echo/routes/api")[1]["name"] == "api"
+    assert api.call("POST", f"/routes/api/plugins/{rp}", form=SEED_FORM)[0] == 405
+
+
+# -- services: url and its parts, defaults ----------------------------------------------------
+
+
+def test_a_service_created_with_url_is_patched_part_by_part(api):
+    api.call("POST", "/services", form=[("name", "svc3"),
+                                        ("url", "http://127.0.0.1:21101/_control")])
+    status, body = api.call("PATCH", "/services/svc3", form=[("port", "21100")])
+    assert status == 200, body
+    assert (body["protocol"], body["host"], body["port"], body["path"]) == (
+        "http", "127.0.0.1", 21100, "/_control")
+    service = api.state.config.services[-1]
+    assert service.upstream() == ("http", "127.0.0.1", 21100, "/_control")
+    status, body = api.call("PATCH", "/services/svc3", form=[("url", "https://b.test")])
+    assert status == 200 and body["url"] == "https://b.test" and body["host"] is None
+
+
+def test_entities_show_kongs_defaults(api):
+    _, svc = api.call("GET", "/services/echo")
+    assert (svc["connect_timeout"], svc["read_timeout"], svc["write_timeout"],
+            svc["retries"]) == (60000, 60000, 60000, 5)
+    _, route = api.call("GET", "/routes/api")
+    assert route["protocols"] == ["http", "https"]
+    assert route["https_redirect_status_code"] == 426
+
+
+def test_a_duplicate_plugin_instance_name_answers_409(api):
+    assert api.call("POST", "/routes/api/plugins",
+                    form=[*SEED_FORM, ("instance_name", "one")])[0] == 201
+    status, body = api.call("POST", "/services/echo/plugins",
+                            form=[*SEED_FORM, ("instance_name", "one")])
+    assert status == 409 and body["fields"] == {"instance_name": "one"}
+    assert body["message"] == "UNIQUE violation detected on '{instance_name=\"one\"}'"

@@ -52,3 +52,15 @@ def test_saved_state_loads_back_and_matches_its_unchanged_base(tmp_path: Path):
     assert sf.matches_base()
     base.write_text(DOC + "  - username: carol\n")
     assert not sf.matches_base()  # the user edited the file: the file wins
+
+
+def test_discard_sets_the_state_aside_where_it_is_never_loaded(tmp_path: Path):
+    base = tmp_path / "kong.yaml"
+    base.write_text(DOC)
+    sf = StateFile(str(tmp_path / "kong.state.yaml"), str(base))
+    assert sf.discard() is False  # nothing to set aside
+    sf.save(load_text(DOC.replace("alice", "bob")))
+    assert sf.discard() is True
+    assert not sf.exists()
+    assert "bob" in Path(sf.discarded_path).read_text()
+    assert Path(sf.discarded_path).stat().st_mode & 0o077 == 0  # still owner only

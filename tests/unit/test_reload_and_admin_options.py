@@ -16,7 +16,12 @@ from mitmproxy.test import taddons, tflow
 
 from oauth2_introspection.addon import OAuth2Introspection
 from oauth2_introspection.admin.addon import AdminAPIAddon, parse_admin_options
-from oauth2_introspection.admin.server import is_loopback, parse_listen, token_matches
+from oauth2_introspection.admin.server import (
+    host_allowed,
+    is_loopback,
+    parse_listen,
+    token_matches,
+)
 from oauth2_introspection.loader import load_text
 from oauth2_introspection.persistence import StateFile
 from oauth2_introspection.reload import ConfigWatcher
@@ -61,6 +66,20 @@ def test_short_admin_token_is_refused():
         parse_admin_options("127.0.0.1:8001", "short")
 
 
+@pytest.mark.parametrize(("host_name", "bind_host", "allowed"), [
+    ("[::1]", "::1", True),  # tornado's host_name for `Host: [::1]:8001` and `Host: [::1]`
+    ("[::1]", "127.0.0.1", True),
+    ("127.0.0.1", "::1", True),
+    ("localhost", "::1", True),
+    ("[fe80::1]", "::1", False),
+    ("[2001:db8::1]", "2001:db8::1", True),  # the listener's own address
+    ("evil.example", "127.0.0.1", False),
+    ("[evil.example]", "127.0.0.1", False),
+])
+def test_host_check_takes_ipv6_literals_in_brackets(host_name, bind_host, allowed):
+    assert host_allowed(host_name, bind_host) is allowed
+
+
 def test_admin_token_check_accepts_only_the_exact_token():
     assert token_matches("s3cret-token-value", "s3cret-token-value")
     assert not token_matches("s3cret-token-value", "s3cret-token-valuE")
@@ -84,8 +103,9 @@ async def test_state_file_is_restored_at_startup_while_the_config_file_is_unchan
     core = OAuth2Introspection()
     admin = AdminAPIAddon(core)
     with taddons.context(Proxyserver(), core, admin) as tctx:
+        # one option update configures every addon of the context, as at start-up
+        # (setting it a second time would be a reload: the file over the state)
         tctx.configure(core, introspection_config=str(cfg))
-        tctx.configure(admin, introspection_config=str(cfg))
         assert core.state.config.consumers[0].username == "bob"
     # the user edits the file: the file wins
     cfg.write_text(GOOD.replace("alice", "carol"))
@@ -93,7 +113,6 @@ async def test_state_file_is_restored_at_startup_while_the_config_file_is_unchan
     admin = AdminAPIAddon(core)
     with taddons.context(Proxyserver(), core, admin) as tctx:
         tctx.configure(core, introspection_config=str(cfg))
-        tctx.configure(admin, introspection_config=str(cfg))
         assert core.state.config.consumers[0].username == "carol"
 
 
@@ -104,7 +123,6 @@ async def test_admin_commit_writes_the_state_file_before_applying(tmp_path: Path
     admin = AdminAPIAddon(core)
     with taddons.context(Proxyserver(), core, admin) as tctx:
         tctx.configure(core, introspection_config=str(cfg))
-        tctx.configure(admin, introspection_config=str(cfg))
         admin.commit(load_text(GOOD2), "test")
         assert "username: bob" in (tmp_path / "kong.state.yaml").read_text()
         assert core.state.config.consumers[0].username == "bob"
@@ -183,3 +201,56 @@ async def test_a_change_that_cannot_be_persisted_is_not_applied(tmp_path: Path):
                                 b'{"username": "bob"}')
         assert resp.status == 500
         assert [c.username for c in core.state.config.consumers] == ["alice"]
+
+
+async def test_a_file_reload_over_admin_api_changes_discards_the_state_file(tmp_path: Path):
+    cfg = tmp_path / "kong.yaml"
+    state = tmp_path / "kong.state.yaml"
+    cfg.write_text(GOOD)
+    core = OAuth2Introspection()
+    admin = AdminAPIAddon(core)
+    watcher = ConfigWatcher(core)
+    with taddons.context(Proxyserver(), core, admin, watcher) as tctx:
+        tctx.configure(core, introspection_config=str(cfg))
+        resp = admin.api.handle("POST", "/consumers", "", "application/json",
+                                b'{"username": "bob"}')
+        assert resp.status == 201 and state.exists()
+        _touch_later(cfg, GOOD.replace("alice", "carol"))
+        assert watcher.check() is True  # the file replaces the Admin API state...
+        assert not state.exists()  # ...on disk too
+        assert "username: bob" in (tmp_path / "kong.state.yaml.discarded").read_text()
+        _touch_later(cfg, GOOD)  # the file's old content again
+        assert watcher.check() is True
+    core = OAuth2Introspection()
+    admin = AdminAPIAddon(core)
+    with taddons.context(Proxyserver(), core, admin) as tctx:
+        tctx.configure(core, introspection_config=str(cfg))
+        assert [c.username for c in core.state.config.consumers] == ["alice"]  # no bob
+
+
+async def test_a_state_file_the_edited_file_won_over_at_startup_is_set_aside(tmp_path: Path):
+    cfg = tmp_path / "kong.yaml"
+    cfg.write_text(GOOD)
+    StateFile(str(tmp_path / "kong.state.yaml"), str(cfg)).save(load_text(GOOD2))
+    cfg.write_text(GOOD.replace("alice", "carol"))
+    for _ in range(2):  # edited, then restored: bob must not come back
+        core = OAuth2Introspection()
+        admin = AdminAPIAddon(core)
+        with taddons.context(Proxyserver(), core, admin) as tctx:
+            tctx.configure(core, introspection_config=str(cfg))
+            assert core.state.config.consumers[0].username != "bob"
+        cfg.write_text(GOOD)
+    assert (tmp_path / "kong.state.yaml.discarded").exists()
+
+
+async def test_setting_the_config_option_again_at_run_time_is_a_reload(tmp_path: Path):
+    cfg = tmp_path / "kong.yaml"
+    cfg.write_text(GOOD)
+    core = OAuth2Introspection()
+    admin = AdminAPIAddon(core)
+    with taddons.context(Proxyserver(), core, admin) as tctx:
+        tctx.configure(core, introspection_config=str(cfg))
+        admin.api.handle("POST", "/consumers", "", "application/json", b'{"username": "bob"}')
+        tctx.configure(core, introspection_config=str(cfg))  # `:set` again: the file wins
+        assert [c.username for c in core.state.config.consumers] == ["alice"]
+        assert not (tmp_path / "kong.state.yaml").exists()

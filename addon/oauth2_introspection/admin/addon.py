@@ -9,6 +9,10 @@ Options (all strings, parsed here: a typed option that fails to parse from
   request when set; required to listen on anything but loopback.
 - `introspection_state`: the state file; empty: next to `introspection_config`
   (`kong.yaml` -> `kong.state.yaml`).
+
+When the configuration file replaces the Admin API's changes (edited before a
+start-up, or reloaded while running), the state file is set aside
+(`StateFile.discard`), so that those changes cannot come back later.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from mitmproxy import ctx, exceptions
 from ..config import DeclarativeConfig
 from ..errors import ConfigError
 from ..persistence import StateFile, default_state_path
+from ..policy import Policy
 from ..state import PolicyState
 from .api import AdminAPI
 from .entities import AdminError
@@ -40,6 +45,9 @@ class AdminAPIAddon:
         self.state_file: StateFile | None = None
         self._listen: tuple[str, int, str] | None = None
         self._running = False
+        #: where the configuration in force came from, before the latest change
+        self._source: str | None = self.state.source
+        self.state.subscribe(self._policy_changed)
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -83,9 +91,9 @@ class AdminAPIAddon:
         if not sf.matches_base():
             logger.warning(
                 "oauth2-introspection: %s changed since the Admin API changes in %s were made: "
-                "starting from %s (the state file is replaced on the next Admin API change)",
-                config_path, sf.path, config_path,
+                "starting from %s", config_path, sf.path, config_path,
             )
+            _discard(sf)
             return
         try:
             policy = self.state.load_file(sf.path)
@@ -96,6 +104,17 @@ class AdminAPIAddon:
             "%d plugin(s), %d consumer(s))",
             sf.path, len(policy.router), len(policy.plugins), len(policy.consumers),
         )
+
+    def _policy_changed(self, _config: DeclarativeConfig, _policy: Policy) -> None:
+        """A reload of the configuration file over the Admin API's state drops
+        that state (docs/admin-api.md): drop it on disk too, or it would come
+        back at the next start-up once the file has its old content again."""
+        previous, self._source = self._source, self.state.source
+        sf = self.state_file
+        if sf is None or previous != sf.path or self.state.source != sf.base:
+            return
+        logger.warning("oauth2-introspection: %s replaced the Admin API changes", sf.base)
+        _discard(sf)
 
     @staticmethod
     def _loop_running() -> bool:
@@ -162,6 +181,19 @@ class AdminAPIAddon:
             "oauth2-introspection: %s (now %d route(s), %d plugin(s), %d consumer(s))",
             what, len(policy.router), len(policy.plugins), len(policy.consumers),
         )
+
+
+def _discard(sf: StateFile) -> None:
+    """Set the state file aside; a failure is logged, never raised: the file's
+    configuration is in force already, whatever happens to the old state."""
+    try:
+        if sf.discard():
+            logger.warning("oauth2-introspection: the Admin API changes are set aside in %s "
+                           "(never loaded again)", sf.discarded_path)
+    except OSError as e:  # a warning: an error logged at start-up stops mitmproxy
+        logger.warning("oauth2-introspection: cannot set aside %s (%s): delete it, or its "
+                       "changes come back once the configuration file has its old content",
+                       sf.path, e.strerror or e)
 
 
 def parse_admin_options(listen: str, token: str) -> tuple[str, int, str] | None:

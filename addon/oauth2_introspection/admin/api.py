@@ -10,12 +10,14 @@ atomic swap as a file load.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, quote, unquote
 
 from pydantic import ValidationError
 
@@ -31,6 +33,7 @@ from .entities import (
     not_found,
     present,
     schema_violation,
+    strip_none,
 )
 from .forms import BodyError, coerce_form, parse_body
 
@@ -39,6 +42,11 @@ logger = logging.getLogger("oauth2_introspection.admin")
 Commit = Callable[[DeclarativeConfig, str], None]
 
 VERSION = "3.0.0-mitmproxy-oauth2-introspection"
+
+# /parent/{key}/child collections and items, as in Kong
+_NESTED = {("services", "routes"), ("services", "plugins"), ("routes", "plugins")}
+# Kong's page sizes
+PAGE_SIZE, MAX_PAGE_SIZE = 100, 1000
 
 
 @dataclass
@@ -107,25 +115,32 @@ class AdminAPI:
         kind = head
         if n == 1:
             return self._only(method, {
-                "GET": lambda: self._list(kind),
+                "GET": lambda: self._list(kind, q, parts),
                 "POST": lambda: self._create(kind, ctype, body),
             })
         key = parts[1]
         if n == 2:
             return self._only(method, {
                 "GET": lambda: self._get(kind, key),
+                "PUT": lambda: self._upsert(kind, key, ctype, body),
                 "PATCH": lambda: self._update(kind, key, ctype, body),
                 "DELETE": lambda: self._delete(kind, key),
             })
-        # /services/{s}/routes, /services/{s}/plugins, /routes/{r}/plugins
-        if n == 3 and (kind, parts[2]) in {("services", "routes"), ("services", "plugins"),
-                                           ("routes", "plugins")}:
-            child = parts[2]
+        if (kind, parts[2]) not in _NESTED or n > 4:
+            raise not_found()
+        child = parts[2]
+        if n == 3:  # /services/{s}/routes, /services/{s}/plugins, /routes/{r}/plugins
             return self._only(method, {
-                "GET": lambda: self._list_scoped(kind, key, child),
+                "GET": lambda: self._list_scoped(kind, key, child, q, parts),
                 "POST": lambda: self._create_scoped(kind, key, child, ctype, body),
             })
-        raise not_found()
+        ckey = parts[3]  # /services/{s}/plugins/{p}, ...: the child must be the parent's
+        return self._only(method, {
+            "GET": lambda: self._get_scoped(kind, key, child, ckey),
+            "PUT": lambda: self._upsert_scoped(kind, key, child, ckey, ctype, body),
+            "PATCH": lambda: self._update_scoped(kind, key, child, ckey, ctype, body),
+            "DELETE": lambda: self._delete_scoped(kind, key, child, ckey),
+        })
 
     @staticmethod
     def _only(method: str, handlers: dict[str, Callable[[], AdminResponse]]) -> AdminResponse:
@@ -164,9 +179,13 @@ class AdminAPI:
     def _save(self, entities: Entities, what: str) -> None:
         self.commit(entities.to_config(), what)
 
-    def _list(self, kind: str) -> AdminResponse:
+    def _list(self, kind: str, q: dict[str, str], parts: list[str]) -> AdminResponse:
         ents = self._entities()
-        return _json(200, {"data": [present(kind, e) for e in ents.list(kind)], "next": None})
+        if kind == "consumers" and "custom_id" in q:
+            # Kong: a lookup by custom_id, one consumer or none, never paged
+            found = [c for c in ents.list(kind) if c.get("custom_id") == q["custom_id"]]
+            return _json(200, {"data": [present(kind, c) for c in found], "next": None})
+        return _page(kind, ents.list(kind), q, parts)
 
     def _get(self, kind: str, key: str) -> AdminResponse:
         return _json(200, present(kind, self._entities().get(kind, key)))
@@ -177,6 +196,14 @@ class AdminAPI:
         entity = ents.create(kind, data, is_form)
         self._save(ents, f"Admin API: created {kind[:-1]} {entity['id']}")
         return _json(201, present(kind, entity))
+
+    def _upsert(self, kind: str, key: str, ctype: str, body: bytes,
+                scope: dict[str, Any] | None = None) -> AdminResponse:
+        data, is_form = parse_body(ctype, body)
+        ents = self._entities()
+        entity = ents.upsert(kind, key, data, is_form, scope)
+        self._save(ents, f"Admin API: put {kind[:-1]} {entity['id']}")
+        return _json(200, present(kind, entity))  # Kong: 200, created or replaced
 
     def _update(self, kind: str, key: str, ctype: str, body: bytes) -> AdminResponse:
         data, is_form = parse_body(ctype, body)
@@ -192,11 +219,13 @@ class AdminAPI:
             self._save(ents, f"Admin API: deleted {kind[:-1]} {entity['id'] if entity else key}")
         return AdminResponse(204)
 
-    def _list_scoped(self, parent: str, key: str, child: str) -> AdminResponse:
+    # -- nested: /services/{s}/routes, /services/{s}/plugins, /routes/{r}/plugins -----
+
+    def _list_scoped(self, parent: str, key: str, child: str, q: dict[str, str],
+                     parts: list[str]) -> AdminResponse:
         ents = self._entities()
         pid = ents.get(parent, key)["id"]
-        items = ents.list(child, **{parent[:-1]: pid})
-        return _json(200, {"data": [present(child, e) for e in items], "next": None})
+        return _page(child, ents.list(child, **{parent[:-1]: pid}), q, parts)
 
     def _create_scoped(self, parent: str, key: str, child: str, ctype: str,
                        body: bytes) -> AdminResponse:
@@ -208,12 +237,42 @@ class AdminAPI:
                          f"{key}")
         return _json(201, present(child, entity))
 
+    @staticmethod
+    def _child_of(ents: Entities, parent: str, key: str, child: str,
+                  ckey: str) -> dict[str, Any]:
+        """The child entity, if it belongs to that parent; 404 otherwise (Kong)."""
+        pid = ents.get(parent, key)["id"]
+        entity = ents.get(child, ckey)
+        if (entity.get(parent[:-1]) or {}).get("id") != pid:
+            raise not_found()
+        return entity
+
+    def _get_scoped(self, parent: str, key: str, child: str, ckey: str) -> AdminResponse:
+        return _json(200, present(child, self._child_of(self._entities(), parent, key, child,
+                                                        ckey)))
+
+    def _upsert_scoped(self, parent: str, key: str, child: str, ckey: str, ctype: str,
+                       body: bytes) -> AdminResponse:
+        # Kong: the parent must exist; the entity is created or replaced under it
+        pid = self._entities().get(parent, key)["id"]
+        return self._upsert(child, ckey, ctype, body, scope={parent[:-1]: {"id": pid}})
+
+    def _update_scoped(self, parent: str, key: str, child: str, ckey: str, ctype: str,
+                       body: bytes) -> AdminResponse:
+        cid = self._child_of(self._entities(), parent, key, child, ckey)["id"]
+        return self._update(child, cid, ctype, body)
+
+    def _delete_scoped(self, parent: str, key: str, child: str, ckey: str) -> AdminResponse:
+        cid = self._child_of(self._entities(), parent, key, child, ckey)["id"]
+        return self._delete(child, cid)
+
     # -- schemas --------------------------------------------------------------------
 
     def _validate_plugin(self, ctype: str, body: bytes) -> AdminResponse:
         data, is_form = parse_body(ctype, body)
         if is_form:
             data = coerce_form(Plugin, data)
+        data = strip_none(data)  # null: unset, as in a change
         data = {k: v for k, v in data.items() if k not in ("service", "route", "consumer")}
         if data.get("name", PLUGIN_NAME) != PLUGIN_NAME:
             msg = f"plugin '{data['name']}' not enabled; this gateway only has {PLUGIN_NAME}"
@@ -264,6 +323,61 @@ class AdminAPI:
             return AdminResponse(304)
         self.commit(config, "Admin API: POST /config")
         return _json(201, config_to_data(config))
+
+
+# -- paging ---------------------------------------------------------------------------
+
+
+def _page(kind: str, items: list[dict[str, Any]], q: dict[str, str],
+          parts: list[str]) -> AdminResponse:
+    """Kong's paging: `size` (1..1000, default 100) and an opaque `offset`
+    token; `next` is the path of the following page, null on the last one."""
+    size = _page_size(q.get("size"))
+    start = _decode_offset(q["offset"]) if "offset" in q else 0
+    body: dict[str, Any] = {
+        "data": [present(kind, e) for e in items[start:start + size]],
+        "next": None,
+    }
+    if start + size < len(items):
+        token = _encode_offset(start + size)
+        path = "/" + "/".join(quote(p, safe="") for p in parts)
+        more = f"&size={size}" if "size" in q else ""
+        body["offset"] = token
+        body["next"] = f"{path}?offset={token}{more}"
+    return _json(200, body)
+
+
+def _page_size(value: str | None) -> int:
+    if value is None:
+        return PAGE_SIZE
+    try:
+        size = float(value)
+    except ValueError:
+        raise _invalid_size("size must be a number") from None
+    if not size.is_integer() or not 1 <= size <= MAX_PAGE_SIZE:
+        raise _invalid_size(f"size must be an integer between 1 and {MAX_PAGE_SIZE}")
+    return int(size)
+
+
+def _invalid_size(message: str) -> AdminError:
+    return AdminError(400, {"code": 9, "name": "invalid size", "message": message})
+
+
+def _encode_offset(index: int) -> str:
+    return base64.urlsafe_b64encode(str(index).encode()).decode().rstrip("=")
+
+
+def _decode_offset(token: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+    except (binascii.Error, ValueError):
+        text = ""
+    if not text.isdigit():
+        raise AdminError(400, {
+            "code": 7, "name": "invalid offset",
+            "message": f"'{token}' is not a valid offset: bad base64 encoding",
+        })
+    return int(text)
 
 
 def _config_fields(text: str, source: str) -> dict[str, Any]:

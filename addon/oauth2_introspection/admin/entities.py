@@ -10,14 +10,19 @@ flows), written out explicitly so that they survive later changes.
 
 Errors are `AdminError`s carrying Kong's status and body: 400 schema
 violation (`{"message", "name", "code", "fields"}`), 400 foreign key
-violation, 404 not found, 409 unique violation.
+violation, 400 invalid primary key, 404 not found, 409 unique violation.
+
+A null value (JSON `null`, an empty form value) means "unset": the field goes
+back to its default, as in Kong; a required field set to null is missing.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
@@ -37,10 +42,26 @@ _UNIQUE = {
     "services": ("id", "name"),
     "routes": ("id", "name"),
     "consumers": ("id", "username", "custom_id"),
-    "plugins": ("id",),
+    "plugins": ("id", "instance_name"),
 }
 # references that are not stored on the entity itself (nested lists)
 _NESTED = {"services": ("routes", "plugins"), "routes": ("plugins",)}
+# Kong's defaults for fields the model leaves at None (they have no effect
+# here, docs/configuration.md), shown so that entities look as Kong's do
+_SHOWN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "services": {"connect_timeout": 60000, "read_timeout": 60000, "write_timeout": 60000,
+                 "retries": 5},
+    "routes": {"protocols": ["http", "https"], "https_redirect_status_code": 426,
+               "request_buffering": True, "response_buffering": True},
+    "plugins": {"protocols": ["grpc", "grpcs", "http", "https"]},
+}
+# what `url` is shorthand for on a service
+_URL_PARTS = ("protocol", "host", "port", "path")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+
+
+def is_uuid(value: str) -> bool:
+    return bool(_UUID.match(value))
 
 
 class AdminError(Exception):
@@ -84,6 +105,20 @@ def foreign_key_violation(field: str, ref: dict[str, Any], kind: str) -> AdminEr
         "message": message,
         "fields": {field: ref},
     })
+
+
+def invalid_primary_key() -> AdminError:
+    """Kong's answer to a plugin id in a URL that is not a UUID (PUT /plugins/x)."""
+    return AdminError(400, {
+        "code": 1,
+        "name": "invalid primary key",
+        "message": "invalid primary key: '{id=\"expected a valid UUID\"}'",
+        "fields": {"id": "expected a valid UUID"},
+    })
+
+
+def _id_change() -> AdminError:
+    return schema_violation({"id": "cannot change the id"}, ["id: cannot change the id"])
 
 
 def _lua(value: Any) -> str:
@@ -225,41 +260,77 @@ class Entities:
             out.append(entity)
         return out
 
+    def find_strict(self, kind: str, key: str) -> dict[str, Any] | None:
+        """By id, else by the endpoint key (name, username): what PUT replaces."""
+        alt = _ENDPOINT_KEY[kind]
+        for entity in self.items[kind]:
+            if entity.get("id") == key:
+                return entity
+        if alt and not is_uuid(key):
+            for entity in self.items[kind]:
+                if entity.get(alt) == key:
+                    return entity
+        return None
+
     # -- changes ------------------------------------------------------------------------
 
     def create(self, kind: str, body: dict[str, Any], is_form: bool,
-               scope: dict[str, str] | None = None) -> dict[str, Any]:
-        entity = self._prepare(kind, body, is_form)
+               scope: dict[str, Any] | None = None) -> dict[str, Any]:
+        entity = strip_none(self._prepare(kind, body, is_form))
         entity.update(scope or {})
         entity.setdefault("id", str(uuid.uuid4()))
-        self._resolve_refs(kind, entity)
-        self._check_entity(kind, entity)
-        self._check_unique(kind, entity, None)
-        self.items[kind].append(entity)
+        self._store(kind, entity, None)
         return entity
 
     def update(self, kind: str, key: str, body: dict[str, Any], is_form: bool,
-               scope: dict[str, str] | None = None) -> dict[str, Any]:
+               scope: dict[str, Any] | None = None) -> dict[str, Any]:
         current = self.get(kind, key)
-        patch = self._prepare(kind, body, is_form, partial=True)
+        patch = self._prepare(kind, body, is_form)
         patch.update(scope or {})
-        merged = _merge(current, patch)
-        if kind == "services":
-            # `url` and its parts replace each other, as in Kong
-            if "url" in patch:
-                for part in ("protocol", "host", "port", "path"):
-                    merged.pop(part, None)
-            elif any(p in patch for p in ("protocol", "host", "port", "path")):
-                merged.pop("url", None)
+        if patch.get("id") not in (None, current["id"]):
+            raise _id_change()
+        base = _service_base(current, patch) if kind == "services" else current
+        merged = strip_none(_merge(base, patch))
         merged["id"] = current["id"]
-        if "id" in patch and patch["id"] != current["id"]:
-            raise schema_violation({"id": "cannot change the id"}, ["id: cannot change the id"])
-        self._resolve_refs(kind, merged)
-        self._check_entity(kind, merged)
-        self._check_unique(kind, merged, current)
-        index = next(i for i, e in enumerate(self.items[kind]) if e is current)
-        self.items[kind][index] = merged
+        self._store(kind, merged, current)
         return merged
+
+    def upsert(self, kind: str, key: str, body: dict[str, Any], is_form: bool,
+               scope: dict[str, Any] | None = None) -> dict[str, Any]:
+        """PUT: the body is the whole entity (what it leaves out gets its
+        default); the URL's key is its id (a UUID) or its name/username."""
+        current = self.find_strict(kind, key)
+        entity = strip_none(self._prepare(kind, body, is_form))
+        entity.update(scope or {})
+        alt = _ENDPOINT_KEY[kind]
+        if current is not None:
+            entity_id = current["id"]
+            if alt and current.get("id") != key:
+                entity[alt] = key
+        elif is_uuid(key):
+            entity_id = key
+        elif alt:
+            entity[alt] = key
+            entity_id = entity.get("id") or str(uuid.uuid4())
+        else:
+            raise invalid_primary_key()
+        if entity.get("id") not in (None, entity_id):
+            raise _id_change()
+        entity["id"] = entity_id
+        self._store(kind, entity, current)
+        return entity
+
+    def _store(self, kind: str, entity: dict[str, Any],
+               current: dict[str, Any] | None) -> None:
+        """Check `entity` and put it in place of `current` (None: add it)."""
+        self._resolve_refs(kind, entity)
+        self._check_entity(kind, entity)
+        self._check_unique(kind, entity, current)
+        if current is None:
+            self.items[kind].append(entity)
+            return
+        index = next(i for i, e in enumerate(self.items[kind]) if e is current)
+        self.items[kind][index] = entity
 
     def delete(self, kind: str, key: str) -> bool:
         entity = self.find(kind, key)
@@ -284,21 +355,18 @@ class Entities:
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _prepare(self, kind: str, body: dict[str, Any], is_form: bool,
-                 partial: bool = False) -> dict[str, Any]:
+    def _prepare(self, kind: str, body: dict[str, Any], is_form: bool) -> dict[str, Any]:
+        """The body in the model's types; nulls stay (PATCH: they unset a field)."""
         model = _MODELS[kind]
         data = coerce_form(model, body) if is_form else copy.deepcopy(body)
-        if is_form:
-            # an empty form value means "unset": drop it rather than store null
-            data = _drop_none(data)
         for nested in _NESTED.get(kind, ()):
-            if nested in data:
+            if data.get(nested) is not None:
                 raise schema_violation(
                     {nested: "nested entities are not accepted here; create them "
                               f"through /{nested}"},
                     [f"{nested}: not accepted"],
                 )
-        if kind == "plugins" and "name" in data and data["name"] != PLUGIN_NAME:
+        if kind == "plugins" and data.get("name") not in (None, PLUGIN_NAME):
             msg = f"plugin '{data['name']}' not enabled; this gateway only has {PLUGIN_NAME}"
             raise schema_violation({"name": msg}, [f"name: {msg}"])
         return data
@@ -355,13 +423,36 @@ def _dump(model: BaseModel, exclude: set[str] | None = None) -> dict[str, Any]:
                             exclude=exclude or set())
 
 
-def _drop_none(data: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in data.items():
-        if v is None:
-            continue
-        out[k] = _drop_none(v) if isinstance(v, dict) else v
+def strip_none(data: dict[str, Any]) -> dict[str, Any]:
+    """Null means "unset" (Kong): drop it, so the model's default applies and a
+    required field set to null is reported missing."""
+    return {k: strip_none(v) if isinstance(v, dict) else v
+            for k, v in data.items() if v is not None}
+
+
+def _url_parts(url: str) -> dict[str, Any]:
+    """`url` as the parts it is shorthand for (Kong stores only those)."""
+    parts = urlsplit(url)
+    out: dict[str, Any] = {
+        "protocol": parts.scheme,
+        "host": parts.hostname,
+        "port": parts.port or (443 if parts.scheme == "https" else 80),
+    }
+    if parts.path:
+        out["path"] = parts.path
     return out
+
+
+def _service_base(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """What a service PATCH applies to: a new `url` replaces the parts; a part
+    changes that part of the current `url` and keeps the others, as in Kong."""
+    if patch.get("url") is not None:
+        return {k: v for k, v in current.items() if k not in _URL_PARTS}
+    if current.get("url") and any(p in patch for p in _URL_PARTS):
+        base = {k: v for k, v in current.items() if k != "url"}
+        base.update(_url_parts(current["url"]))
+        return base
+    return current
 
 
 def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -391,12 +482,13 @@ def present(kind: str, entity: dict[str, Any]) -> dict[str, Any]:
         exclude.add("plugins")  # only there to refuse consumer-scoped plugins
     out = model.model_dump(mode="json", by_alias=True, exclude=exclude)
     out["id"] = entity["id"]
+    for name, default in _SHOWN_DEFAULTS.get(kind, {}).items():
+        if out.get(name) is None:
+            out[name] = copy.deepcopy(default)
     if kind == "routes":
         out["service"] = entity.get("service")
     if kind == "plugins":
         out["service"] = entity.get("service")
         out["route"] = entity.get("route")
         out["consumer"] = None
-        if out.get("protocols") is None:
-            out["protocols"] = ["grpc", "grpcs", "http", "https"]
     return out

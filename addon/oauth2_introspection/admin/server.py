@@ -53,6 +53,16 @@ def is_loopback(host: str) -> bool:
         return False  # any other name (or "" = every interface) is not loopback
 
 
+def host_allowed(host_name: str, bind_host: str) -> bool:
+    """May a request naming `host_name` in its Host header be served without a
+    token? Loopback names and the listener's own address only (DNS rebinding).
+
+    tornado's host_name keeps an IPv6 literal's brackets (`[::1]`), with or
+    without a port; ipaddress wants it bare."""
+    host = host_name[1:-1] if host_name.startswith("[") and host_name.endswith("]") else host_name
+    return is_loopback(host) or host == bind_host
+
+
 def token_matches(expected: str, given: str | None) -> bool:
     """Constant-time comparison of the admin token."""
     return hmac.compare_digest(expected.encode(), (given or "").encode())
@@ -88,7 +98,7 @@ class _Handler(tornado.web.RequestHandler):
                               "introspection_admin_token to allow them)")
             return False
         host = self.request.host_name
-        if not (is_loopback(host) or host == self.bind_host):
+        if not host_allowed(host, self.bind_host):
             self._refuse(403, f"Host {host!r} refused: the Admin API answers loopback "
                               "names only without introspection_admin_token")
             return False
