@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -50,6 +51,28 @@ def _whole_number(value: Any) -> Any:
 
 
 Integer = Annotated[int, BeforeValidator(_whole_number)]
+
+
+def _uuid(value: str | None) -> str | None:
+    # Kong's primary keys are UUIDs; refused here as Kong refuses them
+    if value is not None:
+        try:
+            uuid.UUID(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a valid UUID") from None
+    return value
+
+
+def _entity_name(value: str | None) -> str | None:
+    # Kong's `utf8_name`: letters and digits (any script), `.`, `-`, `_`, `~`
+    if value is not None and not re.fullmatch(r"[\w.~-]+", value):
+        raise ValueError(f"invalid name {value!r}: the only ASCII characters allowed "
+                         "are letters, digits, '.', '-', '_' and '~'")
+    return value
+
+
+EntityId = Annotated[str | None, AfterValidator(_uuid)]
+EntityName = Annotated[str | None, AfterValidator(_entity_name)]
 
 
 class StrictModel(BaseModel):
@@ -159,8 +182,8 @@ class OAuth2IntrospectionConfig(StrictModel):
 
 class Plugin(StrictModel):
     name: Literal["oauth2-introspection"]
-    id: str | None = None
-    instance_name: str | None = None
+    id: EntityId = None
+    instance_name: EntityName = None
     enabled: bool = True
     config: OAuth2IntrospectionConfig
     service: Ref = None
@@ -182,8 +205,8 @@ class Plugin(StrictModel):
 
 
 class Route(StrictModel):
-    id: str | None = None
-    name: str | None = None
+    id: EntityId = None
+    name: EntityName = None
     hosts: list[NonEmptyStr] | None = None
     paths: list[NonEmptyStr] | None = None
     methods: list[NonEmptyStr] | None = None
@@ -248,8 +271,8 @@ class Route(StrictModel):
 
 
 class Service(StrictModel):
-    id: str | None = None
-    name: str | None = None
+    id: EntityId = None
+    name: EntityName = None
     url: str | None = None
     protocol: Literal["http", "https"] | None = None
     host: str | None = None
@@ -321,7 +344,7 @@ class Service(StrictModel):
 
 
 class Consumer(StrictModel):
-    id: str | None = None
+    id: EntityId = None
     username: str | None = None
     custom_id: str | None = None
     tags: list[str] | None = None

@@ -246,7 +246,7 @@ def test_invalid_services_are_rejected(service: dict[str, Any]) -> None:
 
 def test_consumer_needs_username_or_custom_id() -> None:
     with pytest.raises(ValidationError, match="needs 'username' or 'custom_id'"):
-        Consumer.model_validate({"id": "x"})
+        Consumer.model_validate({"id": "5d3a2c1e-0000-4000-8000-00000000a001"})
 
 
 def test_consumer_stable_id_is_the_same_on_every_load() -> None:
@@ -274,7 +274,29 @@ def test_consumer_stable_id_differs_per_consumer(
 
 
 def test_consumer_explicit_id_wins_over_the_derived_one() -> None:
-    assert Consumer.model_validate({"username": "a", "id": "fixed"}).stable_id() == "fixed"
+    fixed = "5d3a2c1e-0000-4000-8000-00000000a001"
+    assert Consumer.model_validate({"username": "a", "id": fixed}).stable_id() == fixed
+
+
+@pytest.mark.parametrize("entity", [
+    {"id": "not-a-uuid", "username": "a"},
+], ids=["consumer"])
+def test_ids_must_be_uuids_as_in_kong(entity: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError, match="not a valid UUID"):
+        Consumer.model_validate(entity)
+
+
+@pytest.mark.parametrize("name", ["my service", "a/b", "x:y", ""])
+def test_service_and_route_names_are_kongs_utf8_names(name: str) -> None:
+    with pytest.raises(ValidationError, match="invalid name"):
+        Service.model_validate({"name": name})
+    with pytest.raises(ValidationError, match="invalid name"):
+        Route.model_validate({"name": name, "paths": ["/"]})
+
+
+@pytest.mark.parametrize("name", ["echo", "api.v2", "a-b_c~d", "überweisung"])
+def test_valid_names_are_accepted(name: str) -> None:
+    assert Service.model_validate({"name": name}).name == name
 
 
 def test_consumer_with_plugins_is_rejected() -> None:

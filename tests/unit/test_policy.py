@@ -170,8 +170,8 @@ def test_ids_are_stable_across_compilations() -> None:
 
 
 def test_explicit_plugin_ids_are_kept() -> None:
-    policy = compile_data({"plugins": [{**plugin("http://g/"), "id": "my-plugin-id"}]})
-    assert policy.plugins[0].id == "my-plugin-id"
+    policy = compile_data({"plugins": [{**plugin("http://g/"), "id": "5d3a2c1e-0000-4000-8000-00000000a0ff"}]})
+    assert policy.plugins[0].id == "5d3a2c1e-0000-4000-8000-00000000a0ff"
 
 
 def test_one_client_is_registered_per_plugin_with_its_keepalive() -> None:
@@ -205,7 +205,7 @@ def test_plugins_differing_only_in_behaviour_share_a_cache_key_prefix() -> None:
 def test_consumers_are_compiled_into_the_store_with_stable_ids() -> None:
     data = {"consumers": [{"username": "alice", "custom_id": "a-1"},
                           {"custom_id": "app-42"},
-                          {"username": "guest", "id": "fixed-id"}]}
+                          {"username": "guest", "id": "5d3a2c1e-0000-4000-8000-00000000a0ff"}]}
     first, second = compile_data(data), compile_data(data)
     assert isinstance(first.consumers, ConsumerStore)
     assert len(first.consumers) == 3
@@ -217,7 +217,7 @@ def test_consumers_are_compiled_into_the_store_with_stable_ids() -> None:
     again = second.consumers.for_claims("username", {"username": "alice"})
     assert again is not None
     assert again.id == alice.id
-    assert first.consumers.anonymous("fixed-id") is not None
+    assert first.consumers.anonymous("5d3a2c1e-0000-4000-8000-00000000a0ff") is not None
     assert first.consumers.anonymous("guest") is not None
 
 
