@@ -362,7 +362,8 @@ def test_references_by_id_resolve() -> None:
              id: 5d3a2c1e-0000-4000-8000-00000000a0ff
            - username: b
              id: 5d3a2c1e-0000-4000-8000-00000000a0ff
-         """, "consumers[1].id (consumer 'b'): duplicate consumer id '5d3a2c1e-0000-4000-8000-00000000a0ff'"),
+         """, "consumers[1].id (consumer 'b'): duplicate consumer id "
+             "'5d3a2c1e-0000-4000-8000-00000000a0ff'"),
     ],
 )
 def test_duplicate_names_are_rejected(text: str, needle: str) -> None:

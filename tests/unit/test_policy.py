@@ -170,8 +170,9 @@ def test_ids_are_stable_across_compilations() -> None:
 
 
 def test_explicit_plugin_ids_are_kept() -> None:
-    policy = compile_data({"plugins": [{**plugin("http://g/"), "id": "5d3a2c1e-0000-4000-8000-00000000a0ff"}]})
-    assert policy.plugins[0].id == "5d3a2c1e-0000-4000-8000-00000000a0ff"
+    fixed = "5d3a2c1e-0000-4000-8000-00000000a0ff"
+    policy = compile_data({"plugins": [{**plugin("http://g/"), "id": fixed}]})
+    assert policy.plugins[0].id == fixed
 
 
 def test_one_client_is_registered_per_plugin_with_its_keepalive() -> None:
