@@ -163,3 +163,25 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
         if value or time.monotonic() >= deadline:
             return value
         time.sleep(interval)
+
+
+def raw_request(port: int, request: bytes) -> tuple[int, bytes]:
+    """Send one raw HTTP/1.1 request to 127.0.0.1:`port` (what httpx would not
+    send: absolute form, odd bytes, lower-case methods); the status and body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
+        s.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        while len(body) < length:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+    return int(head.split(b" ", 2)[1]), body

@@ -4,13 +4,12 @@ a 500 with a traceback, and a token never reaches the addon's log lines."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .harness import Mitmdump, addon_lines, echoed, plugin, wait_until
+from .harness import Mitmdump, addon_lines, echoed, plugin, raw_request, wait_until
 
 BOOM = Path(__file__).parent / "scripts" / "raise_in_decide.py"
 MALFORMED = {"error": "bad_gateway",
@@ -21,27 +20,6 @@ HOSTILE_ANSWERS = {
     "lone surrogate": '{"active":true,"username":"alice","sub":"x\\ud800"}',
     "deep nesting": '{"active":true,"x":' + "[" * 5000 + "]" * 5000 + "}",
 }
-
-
-def _raw(port: int, request: bytes) -> tuple[int, bytes]:
-    """Send one raw HTTP/1.1 request; the status and the body."""
-    with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
-        s.sendall(request)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                       if line.lower().startswith(b"content-length:")), 0)
-        while len(body) < length:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            body += chunk
-    return int(head.split(b" ", 2)[1]), body
 
 
 def _no_traceback(proxy: Mitmdump, since: int) -> None:
@@ -111,7 +89,7 @@ def test_a_token_with_a_byte_that_is_not_utf8_is_invalid_without_a_call(
         b"\r\nContent-Length: %d\r\n\r\n%s" % (len(form), form),
     ]
     for raw in requests:
-        status, body = _raw(proxy.port, raw)
+        status, body = raw_request(proxy.port, raw)
         assert status == 401, (raw, body)
         assert b'"invalid_token"' in body
     with idp.lock:

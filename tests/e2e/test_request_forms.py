@@ -6,30 +6,13 @@ would forward requests before the addon decides (`stream_large_bodies`)."""
 from __future__ import annotations
 
 import json
-import socket
 
-from .harness import Mitmdump, echoed
+from .harness import Mitmdump, echoed, raw_request
 
 
 def _raw(port: int, head: str) -> tuple[int, bytes]:
-    """Send one raw HTTP/1.1 request (no body); the status and the body."""
-    with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
-        s.sendall(head.replace("\n", "\r\n").encode() + b"\r\n")
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        head_bytes, _, body = data.partition(b"\r\n\r\n")
-        length = next((int(line.split(b":", 1)[1]) for line in head_bytes.split(b"\r\n")
-                       if line.lower().startswith(b"content-length:")), 0)
-        while len(body) < length:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            body += chunk
-    return int(head_bytes.split(b" ", 2)[1]), body
+    """A request head written with "\\n" line ends, sent raw (no body)."""
+    return raw_request(port, head.replace("\n", "\r\n").encode() + b"\r\n")
 
 
 def test_absolute_form_request_is_routed_by_its_request_line_host(proxy):
