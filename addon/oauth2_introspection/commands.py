@@ -29,9 +29,10 @@ from mitmproxy import flow as mflow
 
 from .addon import METADATA_KEY, OAuth2Introspection
 from .cache import make_key
-from .decision import log_safe, token_id
+from .decision import token_id
 from .errors import ConfigError
 from .subflows import KIND
+from .text import log_safe
 
 logger = logging.getLogger("oauth2_introspection")
 

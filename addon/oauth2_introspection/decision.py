@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -26,7 +25,8 @@ from .headers import consumer_headers, credential_headers
 from .introspection import ClientPool, IntrospectionRequest, IntrospectionResult, introspect
 from .policy import PluginRuntime
 from .sharing import Shared
-from .token import FoundToken, TokenSource, find_token, is_text
+from .text import is_utf8_text, log_safe
+from .token import FoundToken, TokenSource, find_token
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ async def decide(
         return _failure(plugin, consumers, "missing token", responses.missing_token(), None,
                         details)
     details["token_source"] = _SOURCE_NAMES[found.source]
-    if not is_text(found.value):
+    if not is_utf8_text(found.value):
         # bytes that are not UTF-8: no endpoint issued it, and it cannot be
         # sent in the call's form; refused without a call (nor a cache key)
         return _failure(plugin, consumers, "invalid token (not UTF-8 text)",
@@ -278,22 +278,6 @@ def _failure(
         hide=found if plugin.config.hide_credentials else None,
         details=details,
     )
-
-
-#: what must not reach a log line or flow comment raw: C0 and C1 controls,
-#: DEL, Unicode line/paragraph separators, lone surrogates
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-
-
-def log_safe(text: str) -> str:
-    """`text` for a log line or flow comment, control characters escaped as
-    Python does (`\\r`, `\\x85`): a claim such as "alice\\r\\nX-Evil: 1"
-    cannot forge a line."""
-    return _UNPRINTABLE.sub(_escape, text)
-
-
-def _escape(m: re.Match[str]) -> str:
-    return m.group().encode("unicode_escape").decode("ascii")
 
 
 def _subject(claims: Any) -> str:

@@ -25,6 +25,7 @@ from .errors import (
     IntrospectionTimeout,
     IntrospectionUnreachable,
 )
+from .text import is_utf8_text
 
 logger = logging.getLogger(__name__)
 
@@ -201,22 +202,12 @@ def _unusable(doc: dict[str, Any]) -> str | None:
             return f"is nested deeper than {MAX_ANSWER_DEPTH} levels"
         if isinstance(value, dict):
             for k, v in value.items():
-                if not _is_utf8(k):
+                if not is_utf8_text(k):
                     return "has a key that is not Unicode text (lone surrogate)"
                 stack.append((v, depth + 1))
         elif isinstance(value, list):
             stack.extend((v, depth + 1) for v in value)
-        elif isinstance(value, str) and not _is_utf8(value):
+        elif isinstance(value, str) and not is_utf8_text(value):
             # a JSON escape such as \ud800: no UTF-8 for the cache or a header
             return "has a string that is not Unicode text (lone surrogate)"
     return None
-
-
-def _is_utf8(text: str) -> bool:
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

@@ -8,7 +8,7 @@ own bytes, so JSON and multipart bodies reach the upstream intact.
 
 Every source is read as UTF-8; bytes that are not UTF-8 are kept as
 surrogate escapes (so removal stays byte-exact), and a token holding any is
-not text: `is_text()` tells, and the caller refuses it (no endpoint could
+not text: `text.is_utf8_text()` tells, and the caller refuses it (no endpoint could
 have issued it, and it cannot be sent in a form).
 """
 
@@ -59,18 +59,6 @@ def find_token(request: http.Request, head: RequestHead | None = None) -> FoundT
         if len(parts) == 2 and parts[0].lower() in ("bearer", "token"):
             return FoundToken(parts[1], TokenSource.HEADER)
     return None
-
-
-def is_text(token: str) -> bool:
-    """Whether a found token is UTF-8 text: not one with raw non-UTF-8 bytes
-    (kept as surrogate escapes) or a lone surrogate from a JSON escape."""
-    if token.isascii():
-        return True
-    try:
-        token.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def remove_token(request: http.Request, found: FoundToken) -> list[str]:

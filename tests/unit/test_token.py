@@ -10,12 +10,12 @@ import pytest
 from mitmproxy import http
 
 from oauth2_introspection import token as token_module
+from oauth2_introspection.text import is_utf8_text
 from oauth2_introspection.token import (
     FoundToken,
     TokenSource,
     drop_form_field,
     find_token,
-    is_text,
     mask_url,
     remove_json_member,
     remove_token,
@@ -453,7 +453,7 @@ def test_a_token_with_bytes_that_are_not_utf8_is_found_but_is_not_text(
 ) -> None:
     found = find_token(req)
     assert found is not None and found.source.value == source
-    assert not is_text(found.value)
+    assert not is_utf8_text(found.value)
     assert found.value != "ok-\ufffd"  # never replaced: two tokens must not read as one
 
 
@@ -464,7 +464,7 @@ def test_different_invalid_bytes_are_different_tokens() -> None:
 
 
 def test_utf8_tokens_are_text() -> None:
-    assert is_text("ascii") and is_text("Zoë-😀")
+    assert is_utf8_text("ascii") and is_utf8_text("Zoë-😀")
 
 
 @pytest.mark.parametrize(

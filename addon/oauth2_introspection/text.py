@@ -1,0 +1,34 @@
+"""Text checks shared by the token, the introspection answer and the log
+lines: whether a str is UTF-8 text, and a str made safe for one log line."""
+
+from __future__ import annotations
+
+import re
+
+
+def is_utf8_text(text: str) -> bool:
+    """False for a str holding surrogates: raw non-UTF-8 bytes kept as
+    surrogate escapes, or a lone surrogate from a JSON escape (`\\ud800`)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+#: what must not reach a log line or flow comment raw: C0 and C1 controls,
+#: DEL, Unicode line/paragraph separators, lone surrogates
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def log_safe(text: str) -> str:
+    """`text` for a log line or flow comment, control characters escaped as
+    Python does (`\\r`, `\\x85`): a claim such as "alice\\r\\nX-Evil: 1"
+    cannot forge a line."""
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def _escape(m: re.Match[str]) -> str:
+    return m.group().encode("unicode_escape").decode("ascii")
