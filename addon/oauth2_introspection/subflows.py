@@ -60,7 +60,7 @@ def mask_authorization(value: str) -> str:
 _SECRET_NAME = re.compile(r"auth|key|token|secret|passw|cookie|credential|signature", re.I)
 
 
-def mask_url(url: str) -> str:
+def mask_secret_params(url: str) -> str:
     """`url` with the values of credential-like query parameters masked."""
     base, sep, query = url.partition("?")
     if not sep:
@@ -196,8 +196,8 @@ def build_flow(call: Call, parent: http.HTTPFlow, meta: dict[str, Any]) -> http.
         elif name.lower() == "content-length":
             continue
         headers.append((name.encode(), value.encode()))
-    request = http.Request.make("POST", mask_url(req.url), urlencode(form, safe="*").encode(),
-                                headers)
+    body = urlencode(form, safe="*").encode()
+    request = http.Request.make("POST", mask_secret_params(req.url), body, headers)
     request.timestamp_start = call.started
     request.timestamp_end = call.started
     f.request = request

@@ -107,6 +107,14 @@ class Mitmdump:
     def wait_exit(self, timeout: float = 30.0) -> int:
         return self.proc.wait(timeout)
 
+    def outcome(self, timeout: float = 30.0) -> tuple[int, str]:
+        """For a start expected to fail: the exit code and the output, the
+        process stopped whatever happens."""
+        try:
+            return self.wait_exit(timeout), self.log()
+        finally:
+            self.stop()
+
     def stop(self) -> None:
         stop_process(self.proc)
         self._log.close()

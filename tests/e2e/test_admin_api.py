@@ -246,11 +246,7 @@ def test_cross_origin_browser_requests_are_refused_without_a_token(admin_proxy):
 
 def test_admin_listener_on_a_non_loopback_address_without_token_stops_startup(echo):
     m = Mitmdump(_config(), echo.port, ["--set", "introspection_admin=0.0.0.0:0"])
-    try:
-        code = m.wait_exit(30)
-        log = m.log()
-    finally:
-        m.stop()
+    code, log = m.outcome()
     assert code != 0
     assert "introspection_admin" in log and "not loopback" in log
 

@@ -69,11 +69,7 @@ def test_only_the_options_method_itself_is_a_preflight(proxy):
 def test_stream_large_bodies_is_refused_in_enforce_mode(echo, idp):
     cfg = {"_format_version": "3.0", "services": []}
     m = Mitmdump(cfg, echo.port, ["--set", "stream_large_bodies=10k"])
-    try:
-        code = m.wait_exit(30)
-        log = m.log()
-    finally:
-        m.stop()
+    code, log = m.outcome()
     assert code != 0, log
     assert "stream_large_bodies cannot be used" in log
 

@@ -61,11 +61,7 @@ def test_invalid_config_stops_mitmdump_with_a_line_naming_file_entity_and_field(
     cfg = _base(idp.url)
     breakage(cfg)
     m = Mitmdump(cfg, echo.port)
-    try:
-        code = m.wait_exit(30)
-        log = m.log()
-    finally:
-        m.stop()
+    code, log = m.outcome()
     assert code != 0, log
     lines = [line for line in log.splitlines()
              if str(m.config_path) in line and entity in line and field in line]
@@ -78,11 +74,7 @@ def test_invalid_config_stops_mitmdump_with_a_line_naming_file_entity_and_field(
 def test_unreadable_config_file_stops_mitmdump(echo, tmp_path: Path):
     missing = tmp_path / "nope.yaml"
     m = Mitmdump(missing, echo.port)
-    try:
-        code = m.wait_exit(30)
-        log = m.log()
-    finally:
-        m.stop()
+    code, log = m.outcome()
     assert code != 0
     assert any(str(missing) in line for line in log.splitlines()), log
 

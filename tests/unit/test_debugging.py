@@ -21,8 +21,8 @@ from oauth2_introspection.diff import Verdict, compare
 from oauth2_introspection.subflows import (
     build_flow,
     mask_authorization,
+    mask_secret_params,
     mask_token,
-    mask_url,
     token_fingerprint,
 )
 
@@ -216,7 +216,7 @@ def test_the_shown_call_masks_credential_like_custom_headers_and_url_parameters(
     ("http://idp/i?api%5Fkey=k&x", "http://idp/i?api%5Fkey=***&x"),
 ])
 def test_credential_like_query_values_of_the_endpoint_url_are_masked(url: str, shown: str) -> None:
-    assert mask_url(url) == shown
+    assert mask_secret_params(url) == shown
 
 
 # -- commands ------------------------------------------------------------------------------
