@@ -26,9 +26,10 @@ import asyncio
 import hashlib
 import json
 import math
+import re
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 from typing import Any, NamedTuple
 
 from cachetools import LRUCache
@@ -150,6 +151,21 @@ def ttl_cap(active: bool, ttl: float) -> float:
 Hot = tuple[Stored, dict[Any, Any]]
 
 
+_DECIMAL = re.compile(r"\s*[0-9]+(?:\.[0-9]+)?\s*")
+
+
+def numeric_date(value: Any) -> float | None:
+    """A claim such as `exp` as seconds since the epoch (RFC 7519 NumericDate),
+    also when sent as a decimal string ("1767225600"); None: not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and _DECIMAL.fullmatch(value):
+        value = float(value)
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    return None
+
+
 class IntrospectionCache:
     def __init__(
         self,
@@ -165,7 +181,9 @@ class IntrospectionCache:
         self._hot: OrderedDict[str, Hot]
         self._hot = OrderedDict()
         self._hot_max = min(maxsize, HOT_MAXSIZE)
-        self._inflight: dict[str, asyncio.Future[tuple[IntrospectionResult, bool]]] = {}
+        #: calls under way, by (key, how the call is made): see lookup()
+        self._inflight: dict[tuple[str, Hashable],
+                             asyncio.Future[tuple[IntrospectionResult, bool]]] = {}
         #: optional shared second level (redis_cache.RedisL2)
         self.l2: Any = None
 
@@ -216,8 +234,11 @@ class IntrospectionCache:
         """Seconds to keep a fresh answer (<= 0: do not store)."""
         life = ttl_cap(result.active, ttl)
         exp = result.claims.get("exp") if result.active else None
-        if isinstance(exp, int | float) and not isinstance(exp, bool):
-            life = min(life, exp - self._wallclock())
+        if exp is not None:
+            when = numeric_date(exp)
+            if when is None:
+                return 0.0  # an end that cannot be read: used once, not kept
+            life = min(life, when - self._wallclock())
         return life
 
     def get(self, key: str, ttl: float) -> tuple[CacheEntry, float] | None:
@@ -300,19 +321,23 @@ class IntrospectionCache:
 
     async def lookup(
         self, key: str, ttl: float, fetch: Callable[[], Awaitable[IntrospectionResult]],
-        scope: bytes = b"",
+        scope: bytes = b"", call: Hashable = None,
     ) -> Lookup:
         """`scope` (the plugin's key prefix) names the second-level entries a
-        flush of this configuration removes."""
+        flush of this configuration removes. Concurrent misses of one key share
+        one call only when `call` (how it is made: the plugin's timeout) is the
+        same too: a request must not fail by another plugin's shorter timeout,
+        nor wait out another's longer one. The answer, once cached, is shared."""
         cached = self.hit(key, ttl)
         if cached is not None:
             return cached
-        future = self._inflight.get(key)
+        flight = (key, call)
+        future = self._inflight.get(flight)
         shared = future is not None
         if future is None:
             future = asyncio.ensure_future(self._fetch_and_store(key, ttl, fetch, scope))
-            self._inflight[key] = future
-            future.add_done_callback(lambda f: self._done(key, f))
+            self._inflight[flight] = future
+            future.add_done_callback(lambda f: self._done(flight, f))
         # shield: a client that hangs up must not cancel the call others await.
         result, from_l2 = await asyncio.shield(future)
         cached = self.get(key, ttl)
@@ -341,8 +366,9 @@ class IntrospectionCache:
                 await l2.put(scope, key, stored[0], wall, wall + life)
         return result, False
 
-    def _done(self, key: str, future: asyncio.Future[tuple[IntrospectionResult, bool]]) -> None:
-        if self._inflight.get(key) is future:
-            del self._inflight[key]
+    def _done(self, flight: tuple[str, Hashable],
+              future: asyncio.Future[tuple[IntrospectionResult, bool]]) -> None:
+        if self._inflight.get(flight) is future:
+            del self._inflight[flight]
         if not future.cancelled():
             future.exception()  # mark retrieved even if every waiter went away

@@ -66,10 +66,12 @@ class IntrospectionCommands:
     def cache_flush(self, token: str = "") -> str:
         """Drop every cached answer, or one token's (raw token or token id)."""
         cache = self.core.cache
+        shared = ("; this configuration's entries in the shared Redis cache are being removed"
+                  if cache.l2 is not None else "")
         if not token:
             n = cache.flush()
             logger.info("oauth2-introspection: cache flushed (%d answer(s))", n)
-            return f"flushed {n} cached answer(s)"
+            return f"flushed {n} cached answer(s){shared}"
         keys = set()
         if len(token) == _TOKEN_ID_LEN and all(c in "0123456789abcdef" for c in token):
             keys.update(k for k, _ in cache.items() if k.startswith(token))
@@ -80,7 +82,7 @@ class IntrospectionCommands:
             keys.update(make_key(p.key_prefix, token) for p in policy.plugins)
         n = sum(cache.flush(k) for k in keys)
         logger.info("oauth2-introspection: cache flushed for one token (%d answer(s))", n)
-        return f"flushed {n} cached answer(s)"
+        return f"flushed {n} cached answer(s){shared}"
 
     # -- flows -------------------------------------------------------------------
 

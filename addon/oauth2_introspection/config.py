@@ -34,10 +34,11 @@ ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:mitmproxy-oauth2-introspectio
 # RFC 9110 token characters: what may appear in a header name.
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _FORBIDDEN_IN_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-# what a header value sent to the endpoint may hold: visible ASCII, space, tab
-# (the HTTP client encodes header values as ASCII; anything else would fail
-# every introspection call, so it is refused when the file loads)
-_HEADER_VALUE = re.compile(r"^[\x20-\x7e\t]*$")
+# what a header value sent to the endpoint may hold: visible ASCII, with
+# spaces and tabs only between visible characters (RFC 9110 field-value; the
+# HTTP client refuses anything else, so every introspection call would fail:
+# refused when the file loads)
+_HEADER_VALUE = re.compile(r"^(?:[\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?)?$")
 
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
 
@@ -149,7 +150,8 @@ class OAuth2IntrospectionConfig(StrictModel):
             raise ValueError("must not contain control characters (CR, LF, NUL, ...)")
         if (value is not None and info.field_name == "authorization_value"
                 and not _HEADER_VALUE.match(value)):
-            raise ValueError("must be ASCII: it is sent as a header value")
+            raise ValueError("must be ASCII with no leading or trailing space: it is sent "
+                             "as a header value")
         return value
 
     @field_validator("anonymous")
@@ -167,7 +169,8 @@ class OAuth2IntrospectionConfig(StrictModel):
             if _FORBIDDEN_IN_VALUE.search(header_value):
                 raise ValueError(f"the value of {name!r} contains control characters")
             if not _HEADER_VALUE.match(header_value):
-                raise ValueError(f"the value of {name!r} must be ASCII (a header value)")
+                raise ValueError(f"the value of {name!r} must be ASCII with no leading or "
+                                 "trailing space (a header value)")
         return value
 
     @field_validator("custom_claims_forward")

@@ -25,7 +25,7 @@ from .headers import consumer_headers, credential_headers
 from .introspection import ClientPool, IntrospectionRequest, IntrospectionResult, introspect
 from .policy import PluginRuntime
 from .sharing import Shared
-from .text import is_utf8_text, log_safe
+from .text import header_text, is_utf8_text, log_safe
 from .token import FoundToken, TokenSource, find_token
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ async def decide(
     if lookup is None:
         try:
             lookup = await cache.lookup(key, cfg.ttl, _Fetch(plugin, request, found.value, clients),
-                                        scope=plugin.key_prefix)
+                                        scope=plugin.key_prefix, call=cfg.timeout)
         except IntrospectionError as e:
             details["introspection_error"] = e.reason
             details["introspection_error_detail"] = str(e)
@@ -156,8 +156,9 @@ class _Fetch:
         cfg = plugin.config
         headers = dict(plugin.introspection_headers)
         if cfg.introspect_request:
-            headers["X-Request-Path"] = request.path.split("?", 1)[0]
-            headers["X-Request-Http-Method"] = request.method
+            headers["X-Request-Path"] = header_text(request.data.path.split(b"?", 1)[0])
+            headers["X-Request-Http-Method"] = header_text(request.method.encode(
+                "utf-8", "surrogateescape"))
         return await introspect(
             self.clients.get(plugin.client_key),
             IntrospectionRequest(

@@ -25,6 +25,7 @@ from .errors import (
     IntrospectionTimeout,
     IntrospectionUnreachable,
 )
+from .masking import call_secrets, mask_secret_params, scrub
 from .text import is_utf8_text
 
 logger = logging.getLogger(__name__)
@@ -122,23 +123,28 @@ async def introspect(client: httpx.AsyncClient, req: IntrospectionRequest) -> In
             ) as resp:
                 if resp.status_code != 200:
                     body = await _read_capped(resp)
-                    snippet = body[:200]
+                    # the first bytes say what went wrong; an endpoint may echo the token
+                    snippet = scrub(body[:200].decode("utf-8", "backslashreplace"),
+                                    _secrets(req))
                     logger.warning(
                         "introspection endpoint %s answered HTTP %d: %r",
-                        req.url, resp.status_code, snippet,
+                        mask_secret_params(req.url), resp.status_code, snippet,
                     )
                     raise IntrospectionBadStatus(resp.status_code)
                 body = await _read_capped(resp)
     except (TimeoutError, httpx.TimeoutException):
-        logger.warning("introspection call to %s timed out after %d ms", req.url, req.timeout_ms)
+        logger.warning("introspection call to %s timed out after %d ms",
+                       mask_secret_params(req.url), req.timeout_ms)
         err = IntrospectionTimeout(f"no answer within {req.timeout_ms} ms")
         if record is not None:
             record(req, resp, body, err)
         raise err from None
     except httpx.HTTPError as e:
-        logger.warning("introspection endpoint %s unreachable: %s: %s",
-                       req.url, e.__class__.__name__, e)
-        err = IntrospectionUnreachable(f"{e.__class__.__name__}: {e}")
+        # httpx's messages can quote what was sent (an illegal header value)
+        detail = scrub(f"{e.__class__.__name__}: {e}", _secrets(req))
+        logger.warning("introspection endpoint %s unreachable: %s",
+                       mask_secret_params(req.url), detail)
+        err = IntrospectionUnreachable(detail)
         if record is not None:
             record(req, resp, body, err)
         raise err from None
@@ -150,6 +156,10 @@ async def introspect(client: httpx.AsyncClient, req: IntrospectionRequest) -> In
         record(req, resp, body, None)
     latency_ms = (time.perf_counter() - started) * 1000
     return parse_answer(body, req.url, latency_ms)
+
+
+def _secrets(req: IntrospectionRequest) -> list[str]:
+    return call_secrets(req.token, req.authorization, req.headers)
 
 
 async def _read_capped(resp: httpx.Response) -> bytes:

@@ -31,6 +31,8 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from .masking import mask_secret_params
+
 logger = logging.getLogger("oauth2_introspection")
 
 NAMESPACE = "oauth2-introspection"
@@ -38,31 +40,36 @@ NAMESPACE = "oauth2-introspection"
 OP_TIMEOUT = 0.5
 #: seconds between probes while Redis is down
 PROBE_INTERVAL = 1.0
+#: seconds a flush (a scan over this configuration's keys) may take
+FLUSH_TIMEOUT = 10.0
+#: the longest a Redis entry lives (seconds): one day
+MAX_SHARED_LIFE = 86400.0
 SCHEMES = ("redis", "rediss", "unix")
 
 
 def check_url(url: str) -> str:
-    """The URL, or ValueError saying what is wrong with it."""
+    """The URL, or ValueError saying what is wrong with it (password hidden)."""
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES:
-        raise ValueError(f"{url!r} is not a redis://, rediss:// or unix:// URL")
+        raise ValueError(f"{redacted(url)!r} is not a redis://, rediss:// or unix:// URL")
     if parts.scheme != "unix" and not parts.hostname:
-        raise ValueError(f"{url!r} names no host")
+        raise ValueError(f"{redacted(url)!r} names no host")
     try:
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError as e:
-        raise ValueError(f"{url!r}: {e}") from None
+        raise ValueError(f"{redacted(url)!r}: {e}") from None
     return url
 
 
 def redacted(url: str) -> str:
-    """The URL without its password, for logs."""
+    """The URL for logs and errors: no password, whether in the user part
+    (`redis://:pw@host`) or the query (`?password=pw`)."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return parts._replace(netloc=user + netloc).geturl()
+    if parts.password is not None:
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        user = f"{parts.username}:***@" if parts.username else ":***@"
+        url = parts._replace(netloc=user + netloc).geturl()
+    return mask_secret_params(url)
 
 
 def scope_id(scope: bytes) -> str:
@@ -101,6 +108,8 @@ class RedisL2:
         self.scopes: set[str] = set()
         self._probe: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: flushes Redis did not answer (None: all), done when it is back
+        self._pending_flushes: list[str | None] = []
         #: counters for logs, tests and the benchmark
         self.hits = self.misses = self.errors = 0
 
@@ -149,9 +158,14 @@ class RedisL2:
                   expires: float) -> None:
         if self.down:
             return
-        ms = int((expires - time.time()) * 1000)
-        if ms <= 0:
+        now = time.time()
+        # an answer with no end (ttl 0 and no exp) or a far one is shared for
+        # at most MAX_SHARED_LIFE: Redis refuses expiry times past its range
+        life = min(expires - now, MAX_SHARED_LIFE)
+        if not life > 0:
             return
+        expires = now + life
+        ms = int(life * 1000)
         value = b'{"k":"%s","t":%.3f,"e":%.3f,"r":%s}' % (key.encode(), stored, expires, raw)
         try:
             async with asyncio.timeout(OP_TIMEOUT):
@@ -172,35 +186,57 @@ class RedisL2:
         task.add_done_callback(self._tasks.discard)
 
     async def flush(self, key: str | None = None) -> int:
-        """Delete this configuration's entries; return how many were deleted."""
+        """Delete this configuration's entries; return how many were deleted.
+        If Redis does not answer, the flush is kept and done when it is back
+        (before anything is read from it again)."""
         if not self.scopes:
             return 0
-        deleted = 0
         try:
-            async with asyncio.timeout(10):
-                if key is not None:
-                    names = [f"{NAMESPACE}:{sid}:{key}" for sid in sorted(self.scopes)]
-                    deleted = int(await self.client.delete(*names))
-                else:
-                    for sid in sorted(self.scopes):
-                        batch: list[Any] = []
-                        async for name in self.client.scan_iter(
-                                match=f"{NAMESPACE}:{sid}:*", count=1000):
-                            batch.append(name)
-                            if len(batch) >= 1000:
-                                deleted += int(await self.client.delete(*batch))
-                                batch = []
-                        if batch:
-                            deleted += int(await self.client.delete(*batch))
+            deleted = await self._delete(key)
         except Exception as e:
-            logger.warning("oauth2-introspection: could not flush the Redis cache %s: %s",
+            logger.warning("oauth2-introspection: could not flush the Redis cache %s (%s): "
+                           "it will be flushed when it answers again",
                            redacted(self.url), _describe(e))
+            self._pending_flushes.append(key)
             self._failed(e)
-            return deleted
-        self._ok()
+            return 0
+        if not self._pending_flushes:  # else the probe does them first
+            self._ok()
         logger.info("oauth2-introspection: flushed %d Redis cache entr%s", deleted,
                     "y" if deleted == 1 else "ies")
         return deleted
+
+    async def _delete(self, key: str | None) -> int:
+        deleted = 0
+        async with asyncio.timeout(FLUSH_TIMEOUT):
+            if key is not None:
+                names = [f"{NAMESPACE}:{sid}:{key}" for sid in sorted(self.scopes)]
+                return int(await self.client.delete(*names))
+            for sid in sorted(self.scopes):
+                batch: list[Any] = []
+                async for name in self.client.scan_iter(match=f"{NAMESPACE}:{sid}:*",
+                                                        count=1000):
+                    batch.append(name)
+                    if len(batch) >= 1000:
+                        deleted += int(await self.client.delete(*batch))
+                        batch = []
+                if batch:
+                    deleted += int(await self.client.delete(*batch))
+        return deleted
+
+    async def _flush_pending(self) -> bool:
+        """The flushes asked for while Redis was down; False: not all done."""
+        pending, self._pending_flushes = self._pending_flushes, []
+        keys = [None] if None in pending else list(dict.fromkeys(pending))
+        for i, key in enumerate(keys):
+            try:
+                deleted = await self._delete(key)
+            except Exception:
+                self._pending_flushes = [*keys[i:], *self._pending_flushes]
+                return False
+            logger.info("oauth2-introspection: flushed %d Redis cache entr%s (asked for while "
+                        "it was down)", deleted, "y" if deleted == 1 else "ies")
+        return True
 
     # -- outages -----------------------------------------------------------------
 
@@ -235,7 +271,9 @@ class RedisL2:
                     await self.client.connection_pool.disconnect()
             except Exception:
                 continue
-            self._ok()
+            # what was flushed during the outage must not be read after it
+            if await self._flush_pending():
+                self._ok()
 
     async def aclose(self) -> None:
         if self._probe is not None:

@@ -20,17 +20,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from mitmproxy import connection, ctx, http
 from mitmproxy import flow as mflow
 
 from .introspection import IntrospectionRequest, call_recorder
+from .masking import (
+    SECRET_NAME,
+    call_secrets,
+    mask_authorization,
+    mask_secret_params,
+    mask_token,
+    scrub,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,31 +51,6 @@ def token_fingerprint(token: str) -> str:
     return hashlib.sha256(b"oauth2-introspection-fp\x00" + token.encode("utf-8",
                                                                         "surrogateescape")
                           ).hexdigest()[:16]
-
-
-def mask_token(token: str) -> str:
-    return f"{token[:4]}***" if len(token) >= 12 else "***"
-
-
-def mask_authorization(value: str) -> str:
-    scheme, sep, _ = value.partition(" ")
-    return f"{scheme} ***" if sep else "***"
-
-
-#: names of custom headers and URL query parameters whose values are masked in
-#: the shown call: what reads as a credential (`X-Api-Key`, `client_secret`)
-_SECRET_NAME = re.compile(r"auth|key|token|secret|passw|cookie|credential|signature", re.I)
-
-
-def mask_secret_params(url: str) -> str:
-    """`url` with the values of credential-like query parameters masked."""
-    base, sep, query = url.partition("?")
-    if not sep:
-        return url
-    pairs = [p.partition("=") for p in query.split("&")]
-    return base + "?" + "&".join(
-        f"{name}{eq}***" if eq and _SECRET_NAME.search(unquote(name)) else f"{name}{eq}{value}"
-        for name, eq, value in pairs)
 
 
 @dataclass
@@ -115,7 +97,9 @@ class Recording:
                 ("Content-Type", "application/x-www-form-urlencoded"),
             ]
         if error is not None:
-            call.error = str(error) or error.__class__.__name__
+            call.error = (scrub(str(error), call_secrets(req.token, req.authorization,
+                                                         req.headers))
+                          or error.__class__.__name__)
         self.calls.append(call)
 
 
@@ -191,7 +175,7 @@ def build_flow(call: Call, parent: http.HTTPFlow, meta: dict[str, Any]) -> http.
     for name, value in call.request_headers:
         if name.lower() == "authorization":
             value = mask_authorization(value)
-        elif _SECRET_NAME.search(name):
+        elif SECRET_NAME.search(name):
             value = "***"
         elif name.lower() == "content-length":
             continue
@@ -202,8 +186,13 @@ def build_flow(call: Call, parent: http.HTTPFlow, meta: dict[str, Any]) -> http.
     request.timestamp_end = call.started
     f.request = request
     if call.status is not None:
+        # an endpoint may echo the token in an error answer
+        answer = call.body
+        if req.token:
+            answer = answer.replace(req.token.encode("utf-8", "surrogateescape"),
+                                    mask_token(req.token).encode("utf-8", "surrogateescape"))
         response = http.Response.make(
-            call.status, call.body,
+            call.status, answer,
             [(k.encode(), v.encode()) for k, v in call.response_headers
              if k.lower() not in ("content-length", "content-encoding", "transfer-encoding")],
         )

@@ -1,9 +1,11 @@
 """Text checks shared by the token, the introspection answer and the log
-lines: whether a str is UTF-8 text, and a str made safe for one log line."""
+lines: whether a str is UTF-8 text, a str made safe for one log line, and
+raw request bytes made safe for a header value."""
 
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 
 def is_utf8_text(text: str) -> bool:
@@ -32,3 +34,14 @@ def log_safe(text: str) -> str:
 
 def _escape(m: re.Match[str]) -> str:
     return m.group().encode("unicode_escape").decode("ascii")
+
+
+_VISIBLE_ASCII = "".join(map(chr, range(0x21, 0x7F)))
+
+
+def header_text(raw: bytes) -> str:
+    """Raw request bytes (a path, a method) as a header value for the
+    introspection call: visible ASCII kept as sent, any other byte
+    percent-encoded (as RFC 3986 would have the client send it; the HTTP
+    client refuses non-ASCII and control characters in header values)."""
+    return quote(raw, safe=_VISIBLE_ASCII)

@@ -7,14 +7,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from oauth2_introspection import redis_cache
 from oauth2_introspection.cache import IntrospectionCache, make_key
 from oauth2_introspection.introspection import IntrospectionResult, parse_answer
-from oauth2_introspection.redis_cache import NAMESPACE, RedisL2, scope_id
+from oauth2_introspection.redis_cache import MAX_SHARED_LIFE, NAMESPACE, RedisL2, scope_id
 
 from .harness import free_port
 from .redis_helpers import RedisServer
@@ -107,4 +109,55 @@ async def test_redis_down_never_fails_and_logs_once(caplog) -> None:
     assert time.monotonic() - started < 2
     assert l2.down
     assert sum("unavailable" in r.getMessage() for r in caplog.records) == 1
+    await l2.aclose()
+
+
+async def test_an_answer_with_no_end_is_shared_for_at_most_a_day(redis_server) -> None:
+    # ttl 0 and no exp: cached until flushed in process; Redis takes no
+    # infinite (nor a far) expiry, and the lookup must not fail on it
+    l2 = RedisL2(redis_server.url)
+    cache = IntrospectionCache()
+    cache.l2 = l2
+
+    answers = {"no-end": b'{"active": true, "username": "alice"}',
+               "far": b'{"active": true, "exp": 1e30}'}
+    for name, body in answers.items():
+        key = make_key(b"p", name)
+
+        async def fetch(body: bytes = body) -> IntrospectionResult:
+            return parse_answer(body)
+
+        lookup = await cache.lookup(key, 0, fetch, scope=b"p")
+        assert lookup.result.active
+        with redis_server.client() as r:
+            pttl = r.pttl(f"{NAMESPACE}:{scope_id(b'p')}:{key}")
+        assert 86_000_000 < pttl <= MAX_SHARED_LIFE * 1000
+        shared = await l2.get(b"p", key)
+        assert shared is not None and shared[2] <= time.time() + MAX_SHARED_LIFE
+    assert not l2.down
+    await l2.aclose()
+
+
+async def test_a_flush_redis_missed_is_done_when_it_is_back(
+    redis_server, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(redis_cache, "FLUSH_TIMEOUT", 0.5)
+    l2 = RedisL2(redis_server.url)
+    l2.add_scopes([b"p"])
+    now = time.time()
+    await l2.put(b"p", "k1", b'{"active":true}', now, now + 600)
+    name = f"{NAMESPACE}:{scope_id(b'p')}:k1"
+    assert redis_server.proc is not None
+    redis_server.proc.send_signal(signal.SIGSTOP)  # hangs, keeping its data
+    try:
+        assert await l2.flush() == 0  # not answered: kept for later
+        assert l2.down
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while l2.down and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert not l2.down
+    with redis_server.client() as r:
+        assert r.exists(name) == 0  # flushed before Redis was used again
     await l2.aclose()

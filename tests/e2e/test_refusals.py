@@ -4,7 +4,10 @@ introspection endpoint gives no usable answer (without leaking it)."""
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 
 from .harness import addon_lines, wait_until
@@ -76,6 +79,27 @@ def test_introspection_timeout_gives_502(client, idp, make_token):
     _assert_generic_502(resp, "timeout", "timed out", token)
     assert resp.elapsed.total_seconds() < 1.4
     assert len(idp.calls_for(token)) == 1
+
+
+def test_a_call_started_for_another_timeout_is_not_shared(proxy, idp, make_token):
+    # /basic (10 s timeout) and /timeout (300 ms) call one endpoint with the
+    # same credentials: one token, at the same moment, on both routes. Each
+    # request waits under its own route's timeout, whichever started first.
+    def get(path: str, token: str) -> httpx.Response:
+        with httpx.Client(base_url=proxy.url, trust_env=False, timeout=15) as c:
+            return c.get(path, headers={"Authorization": f"Bearer {token}"})
+
+    with ThreadPoolExecutor(2) as pool:
+        for first, second in (("/basic/x", "/timeout/x"), ("/timeout/x", "/basic/x")):
+            token = make_token(username="alice", _delay_ms=1200)
+            started = pool.submit(get, first, token)
+            time.sleep(0.2)
+            joined = get(second, token)
+            by_path = {first: started.result(), second: joined}
+            assert by_path["/basic/x"].status_code == 200
+            assert by_path["/timeout/x"].status_code == 502
+            assert by_path["/timeout/x"].elapsed.total_seconds() < 1.0
+            assert len(idp.calls_for(token)) == 2
 
 
 @pytest.mark.parametrize("status", [500, 401, 404, 201])

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from .harness import CLIENT_AUTH, echoed
+from .harness import CLIENT_AUTH, echoed, raw_request
 
 
 def test_token_in_access_token_query_parameter_is_introspected(client, idp, make_token):
@@ -110,3 +110,23 @@ def test_introspection_call_carries_hint_custom_headers_and_request_details(
     assert "x_tenant" not in headers
     assert headers["x-request-path"] == "/ir/some/path"
     assert headers["x-request-http-method"] == "POST"
+
+
+@pytest.mark.parametrize(("path", "sent"), [
+    ("/ir/caf\u00e9".encode(), "/ir/caf%C3%A9"),  # raw UTF-8 in the request line
+    (b"/ir/\xff", "/ir/%FF"),  # not UTF-8 either
+])
+def test_a_non_ascii_request_path_reaches_the_endpoint_percent_encoded(
+    proxy, idp, make_token, path, sent
+):
+    # raw bytes in the path made the call fail with a 500 (the HTTP client
+    # refuses non-ASCII header values): they are sent percent-encoded
+    token = make_token(username="alice")
+    status, _ = raw_request(proxy.port, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n"
+                            b"Authorization: Bearer " + token.encode() + b"\r\n"
+                            b"Connection: close\r\n\r\n")
+    assert status == 200
+    [call] = idp.calls_for(token)
+    headers = {k.lower(): v for k, v in call["headers"].items()}
+    assert headers["x-request-path"] == sent
+    assert headers["x-request-http-method"] == "GET"

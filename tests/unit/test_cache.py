@@ -124,8 +124,16 @@ def test_ttl_and_other_behaviour_keys_do_not_change_the_key() -> None:
         (active(), 0, math.inf),
         (active(exp=NOW - 1), 30, -1),
         (active(exp=NOW), 30, 0),
-        (active(exp=True), 30, 30),
-        (active(exp="soon"), 30, 30),
+        # RFC 7662 sends exp as a number; a decimal string is read as one, and
+        # an exp that cannot be read keeps nothing (it cannot bound the entry)
+        (active(exp=str(int(NOW + 10))), 30, 10),
+        (active(exp=f" {NOW + 10.5} "), 0, 10.5),
+        (active(exp=True), 30, 0),
+        (active(exp="soon"), 30, 0),
+        (active(exp="1e3"), 30, 0),
+        (active(exp=math.nan), 30, 0),
+        (active(exp=math.inf), 0, 0),
+        (active(exp=None), 30, 30),
         (INACTIVE, 30, NEGATIVE_TTL),
         (INACTIVE, 2, 2),
         (INACTIVE, 0, NEGATIVE_TTL),
@@ -312,6 +320,29 @@ async def test_concurrent_lookups_for_one_key_make_a_single_call(
     assert all(r.result.claims["sub"] == "shared" for r in results)
     assert sum(not r.shared for r in results) == 1
     assert sum(r.shared for r in results) == 19
+
+
+async def test_concurrent_lookups_share_a_call_only_when_it_is_made_the_same_way(
+    cache: IntrospectionCache,
+) -> None:
+    # two plugins on one endpoint with different timeouts: one key (the
+    # answer is the same), but each waits under its own timeout
+    short, long = Fetcher(IntrospectionTimeout("300 ms")), Fetcher(active(sub="u"))
+    short.gate.clear()
+    long.gate.clear()
+    tasks = [asyncio.create_task(cache.lookup("k", 30, fetch, call=timeout))
+             for fetch, timeout in ((long, 10000), (short, 300), (long, 10000))]
+    await asyncio.sleep(0)
+    short.gate.set()
+    await asyncio.sleep(0)
+    long.gate.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert (short.calls, long.calls) == (1, 1)
+    assert isinstance(results[1], IntrospectionTimeout)
+    assert results[0].result.claims["sub"] == "u" and not results[0].shared
+    assert results[2].result.claims["sub"] == "u" and results[2].shared
+    # once cached, the answer serves either
+    assert (await cache.lookup("k", 30, short, call=300)).hit
 
 
 async def test_concurrent_lookups_for_different_keys_call_separately(

@@ -135,3 +135,13 @@ def test_redacted_hides_the_password() -> None:
     assert redacted("redis://user:secret@h:1/0") == "redis://user:***@h:1/0"
     assert "secret" not in redacted("redis://:secret@h:1/0")
     assert redacted("redis://h:1/0") == "redis://h:1/0"
+    assert redacted("redis://h:1/0?password=secret&db=2") == "redis://h:1/0?password=***&db=2"
+
+
+@pytest.mark.parametrize("url", ["redis://:TopSecretPW1@127.0.0.1:notaport/0",
+                                 "http://:TopSecretPW1@h/",
+                                 "redis://:TopSecretPW1@/0"])
+def test_a_refused_url_is_named_without_its_password(url: str) -> None:
+    with pytest.raises(ValueError) as e:
+        check_url(url)
+    assert "TopSecretPW1" not in str(e.value) and ":***@" in str(e.value)

@@ -108,6 +108,12 @@ def test_introspection_url_and_authorization_value_are_required(missing: str) ->
         # every introspection call would fail or misbehave with these
         ("authorization_value", "Basic \u00e9\u2603"),
         ("custom_introspection_headers", {"X-Tenant": "Z\u00fcrich"}),
+        # the HTTP client refuses a header value with space around it
+        ("authorization_value", "Basic c2VjcmV0 "),
+        ("authorization_value", "\tBasic c2VjcmV0"),
+        ("authorization_value", " "),
+        ("custom_introspection_headers", {"X-Api-Key": " k-123"}),
+        ("custom_introspection_headers", {"X-Api-Key": "k-123\t"}),
         ("introspection_url", " http://idp.example/introspect"),
         ("introspection_url", "http://idp.example/intro spect"),
         ("introspection_url", "http://user:secret@idp.example/introspect"),
@@ -328,3 +334,16 @@ def test_integer_keys_take_whole_numbers_written_as_floats() -> None:
     cfg = plugin_config(timeout=1000.0, keepalive=60000.0)
     assert (cfg.timeout, cfg.keepalive) == (1000, 60000)
     assert type(cfg.timeout) is int
+
+
+def test_inner_spaces_in_header_values_are_kept() -> None:
+    cfg = plugin_config(authorization_value="Basic  c2VjcmV0",
+                        custom_introspection_headers={"X-Note": "a b\tc", "X-Empty": ""})
+    assert cfg.authorization_value == "Basic  c2VjcmV0"
+    assert cfg.custom_introspection_headers == {"X-Note": "a b\tc", "X-Empty": ""}
+
+
+def test_a_refused_authorization_value_is_not_echoed() -> None:
+    with pytest.raises(ValidationError) as e:
+        plugin_config(authorization_value="Basic TRAILINGSECRET42 ")
+    assert "no leading or trailing space" in str(e.value)

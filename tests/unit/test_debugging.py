@@ -18,13 +18,8 @@ from oauth2_introspection import annotations
 from oauth2_introspection.addon import METADATA_KEY, OAuth2Introspection
 from oauth2_introspection.commands import IntrospectionCommands
 from oauth2_introspection.diff import Verdict, compare
-from oauth2_introspection.subflows import (
-    build_flow,
-    mask_authorization,
-    mask_secret_params,
-    mask_token,
-    token_fingerprint,
-)
+from oauth2_introspection.masking import mask_authorization, mask_secret_params, mask_token
+from oauth2_introspection.subflows import build_flow, token_fingerprint
 
 from .hooking import hooked
 from .test_addon import (  # noqa: F401 - an autouse fixture
@@ -207,6 +202,23 @@ def test_the_shown_call_masks_credential_like_custom_headers_and_url_parameters(
     assert shown.headers["X-Api-Key"] == "***"
     assert shown.headers["X-Tenant"] == "acme"
     assert "s3" not in shown.url and "client_secret=***" in shown.url
+
+
+def test_the_shown_call_hides_the_token_an_error_answer_or_message_echoes() -> None:
+    from oauth2_introspection.introspection import IntrospectionRequest
+    from oauth2_introspection.subflows import Recording
+
+    token = "echo-secret-token-ABCDEF987"
+    req = IntrospectionRequest("http://idp/i", token, "Basic abc",
+                               headers={"X-Api-Key": "k-123"})
+    rec = Recording()
+    rec(req, None, b"", RuntimeError(f"refused {token} with Basic abc and k-123"))
+    assert rec.calls[0].error == "refused *** with *** and ***"
+    call = rec.calls[0]
+    call.status, call.body = 400, f'{{"error_description":"malformed token {token}"}}'.encode()
+    shown = build_flow(call, reverse_flow("/basic"), {})
+    assert shown.response is not None
+    assert shown.response.content == b'{"error_description":"malformed token echo***"}'
 
 
 @pytest.mark.parametrize(("url", "shown"), [

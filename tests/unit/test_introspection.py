@@ -325,3 +325,42 @@ def test_ordinary_nesting_large_numbers_and_non_ascii_claims_are_usable() -> Non
     assert parse_answer(raw).claims["name"] == "Zoë 😀"
     nested = b'{"active": true, "x": ' + b"[" * 62 + b"]" * 62 + b"}"
     assert parse_answer(nested).active
+
+
+async def test_an_illegal_header_value_is_unreachable_without_the_secret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # what config validation refuses, should it ever get through: httpx's
+    # message quotes the header value, the error and the log must not
+    def refuse(request: httpx.Request) -> httpx.Response:
+        # as h11 words it, with the header value it refuses
+        raise httpx.LocalProtocolError(
+            f"Illegal header value {request.headers.raw[-1][1]!r} "
+            f"(authorization {request.headers['authorization'].encode()!r})")
+
+    with pytest.raises(IntrospectionUnreachable) as e:
+        await call(refuse, authorization="Basic TRAILINGSECRET42 ",
+                   headers={"X-Api-Key": "KEY-SECRET-9 "})
+    shown = str(e.value) + caplog.text
+    assert "LocalProtocolError" in shown
+    assert "TRAILINGSECRET42" not in shown and "KEY-SECRET-9" not in shown
+
+
+async def test_a_refusal_that_echoes_the_token_is_logged_without_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    token = "echo-secret-token-ABCDEF987"
+    with pytest.raises(IntrospectionBadStatus):
+        await call(answer(400, {"error_description": f"malformed token {token}"}), token=token)
+    assert "malformed token ***" in caplog.text
+    assert token not in caplog.text
+
+
+async def test_credential_query_values_of_the_endpoint_url_are_not_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = "https://idp.test/introspect?client_secret=SUPERSECRETQ&tenant=t1"
+    with pytest.raises(IntrospectionBadStatus):
+        await call(answer(500, {}), url=url)
+    assert "client_secret=***&tenant=t1" in caplog.text
+    assert "SUPERSECRETQ" not in caplog.text

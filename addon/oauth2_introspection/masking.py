@@ -1,0 +1,49 @@
+"""How secrets are shown where they must be shown at all: in the sub-flows of
+introspection calls, in log lines and in error texts. One place, so that a
+log line and a sub-flow hide the same things the same way."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from urllib.parse import unquote
+
+#: names of custom headers and URL query parameters whose values are hidden:
+#: what reads as a credential (`X-Api-Key`, `client_secret`)
+SECRET_NAME = re.compile(r"auth|key|token|secret|passw|cookie|credential|signature", re.I)
+
+
+def mask_token(token: str) -> str:
+    return f"{token[:4]}***" if len(token) >= 12 else "***"
+
+
+def mask_authorization(value: str) -> str:
+    scheme, sep, _ = value.strip().partition(" ")
+    return f"{scheme} ***" if sep else "***"
+
+
+def mask_secret_params(url: str) -> str:
+    """`url` with the values of credential-like query parameters masked."""
+    base, sep, query = url.partition("?")
+    if not sep:
+        return url
+    pairs = [p.partition("=") for p in query.split("&")]
+    return base + "?" + "&".join(
+        f"{name}{eq}***" if eq and SECRET_NAME.search(unquote(name)) else f"{name}{eq}{value}"
+        for name, eq, value in pairs)
+
+
+def call_secrets(token: str, authorization: str, headers: Mapping[str, str]) -> list[str]:
+    """What an introspection call sends that no error text may repeat: the
+    token, the Authorization value and credential-like custom header values."""
+    return [token, authorization,
+            *(value for name, value in headers.items() if SECRET_NAME.search(name))]
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """`text` (an exception's message, an answer's first bytes) with every
+    occurrence of each secret replaced by `***`, longest first (so that a
+    secret inside another is not left half shown)."""
+    for secret in sorted((s.strip() for s in secrets if s and s.strip()), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
