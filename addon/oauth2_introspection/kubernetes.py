@@ -125,8 +125,14 @@ class Conversion:
     origins: dict[tuple[Any, ...], _Origin] = field(default_factory=dict)
 
 
-def kong_name(name: str, namespace: str) -> str:
-    return name if namespace == "default" else f"{namespace}.{name}"
+def kong_name(name: str, namespace: str, others: frozenset[str] = frozenset()) -> str:
+    """`name` in the default namespace, else `namespace.name`. A default
+    name that would read as one of `others` (the other namespaces of the
+    file: `shop.web` beside namespace `shop`) is `default.shop.web`, so that
+    it cannot collide with `web` of namespace `shop`."""
+    if namespace != "default":
+        return f"{namespace}.{name}"
+    return f"default.{name}" if name.split(".", 1)[0] in others else name
 
 
 def _truthy(value: Any) -> bool:
@@ -134,10 +140,15 @@ def _truthy(value: Any) -> bool:
     return str(value).strip().strip("\\\"'").strip().lower() == "true"
 
 
+_NULL_TAG = "tag:yaml.org,2002:null"
+
+
 def convert(text: str, source: str) -> Conversion:
     """Kubernetes manifests -> decK data (not validated yet); ConfigError on problems."""
     try:
-        nodes = [n for n in yaml.compose_all(text) if n is not None]
+        # an empty document (a trailing `---`, as helm and kustomize write) is
+        # a null scalar node here and None below: skipped in both, as kubectl does
+        nodes = [n for n in yaml.compose_all(text) if n is not None and n.tag != _NULL_TAG]
         datas = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -191,6 +202,7 @@ def convert(text: str, source: str) -> Conversion:
         elif kind == "ConfigMap":
             service_map = doc
 
+    others = frozenset(d.namespace for d in docs) - {"default"}
     services: dict[str, dict[str, Any]] = {}
     service_docs: dict[str, _Doc] = {}
     plugins: list[dict[str, Any]] = []
@@ -245,7 +257,7 @@ def convert(text: str, source: str) -> Conversion:
         return name
 
     for doc in k8s_services:
-        name = ensure_service(kong_name(doc.name, doc.namespace), doc)
+        name = ensure_service(kong_name(doc.name, doc.namespace, others), doc)
         attach(doc, {"service": name})
 
     for doc in ingresses:
@@ -268,7 +280,8 @@ def convert(text: str, source: str) -> Conversion:
                     "paths": _kong_paths(str(p.get("path") or "/"), p.get("pathType")),
                     "strip_path": strip,
                     "preserve_host": preserve,
-                    "service": ensure_service(kong_name(backend["name"], doc.namespace), None),
+                    "service": ensure_service(
+                        kong_name(backend["name"], doc.namespace, others), None),
                 }
                 if rule.get("host"):
                     route["hosts"] = [str(rule["host"])]
@@ -277,10 +290,10 @@ def convert(text: str, source: str) -> Conversion:
                 pending.append((route, path))
         default = ((spec.get("defaultBackend") or {}).get("service") or {}).get("name")
         if default:
+            service = ensure_service(kong_name(default, doc.namespace, others), None)
             pending.append(({"paths": ["/"], "strip_path": strip, "preserve_host": preserve,
-                             "service": ensure_service(kong_name(default, doc.namespace), None)},
-                            ("spec", "defaultBackend")))
-        base = kong_name(doc.name, doc.namespace)
+                             "service": service}, ("spec", "defaultBackend")))
+        base = kong_name(doc.name, doc.namespace, others)
         for k, (route, path) in enumerate(pending):
             route = {"name": base if len(pending) == 1 else f"{base}.{k}", **route}
             conv.origins[("routes", len(routes))] = _Origin(doc, path)

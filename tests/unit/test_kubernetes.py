@@ -195,6 +195,27 @@ custom_id: a-1
     assert config.routes[0].name == "shop.web"
 
 
+def test_a_dotted_default_name_does_not_collide_with_another_namespace():
+    # Ingress `shop.web` in default and `web` in namespace shop: both valid
+    shop = _ingress(extra="  namespace: shop\n").replace(
+        "metadata:\n  name: auth", "metadata:\n  name: auth\n  namespace: shop")
+    text = _ingress().replace("name: web", "name: shop.web") + "---\n" + shop
+    config = load_text(text, "m.yaml")
+    assert sorted(r.name for r in config.routes) == ["default.shop.web", "shop.web"]
+    assert sorted(s.name for s in config.services) == ["api", "shop.api"]
+    # without namespace shop in the file, the name stays as written
+    assert [r.name for r in load_text(_ingress().replace("name: web", "name: shop.web"),
+                                      "m.yaml").routes] == ["shop.web"]
+
+
+@pytest.mark.parametrize("blank", ["---\n", "---\n---\n", "---\n~\n"])
+def test_empty_documents_are_skipped_as_kubectl_does(blank: str) -> None:
+    # helm and kustomize leave a trailing `---`; the loader crashed on it
+    text = _ingress()
+    config = load_text(blank + "---\n" + text + blank, "m.yaml")
+    assert [r.name for r in config.routes] == ["web"]
+
+
 def test_kongplugin_of_another_namespace_is_not_found():
     text = _ingress(extra="  namespace: shop\n")
     with pytest.raises(ConfigError) as e:
