@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,6 +21,7 @@ from oauth2_introspection.loader import load_text
 from oauth2_introspection.state import PolicyState
 
 FORM = "application/x-www-form-urlencoded"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 AUTH = "Basic MG9hNWlpbjpPcGVuU2VzYW1l"
 SEED_FORM = [
     ("name", "oauth2-introspection"),
@@ -282,6 +284,25 @@ def test_post_config_replaces_everything_atomically(api):
     assert api.call("POST", "/config", json_body=doc, query="check_hash=1")[0] == 304
     status, _ = api.call("POST", "/config", form=[("config", yaml.safe_dump(doc))])
     assert status == 201
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in CONFIGS.glob("*.yaml")
+                                            if p.name != "dev-tokens.yaml"))
+def test_post_config_takes_the_body_forms_kong_takes(api, example):
+    # Kong reads the `config` field of a form or JSON body, else the body
+    # itself: `curl --data-binary @kong.yml` (labelled a form by curl) and
+    # `{"config": "<yaml>"}` (httpie's `config=@kong.yml`) load too
+    text = (CONFIGS / example).read_text()
+    for kw in ({"raw": text.encode(), "ctype": FORM},
+               {"json_body": {"config": text}},
+               {"json_body": {"config": yaml.safe_load(text)}},
+               {"raw": text.encode(), "ctype": "text/yaml"}):
+        status, body = api.call("POST", "/config", **kw)
+        assert status == 201, (kw, body)
+        assert api.state.config.model_dump() == load_text(text, example).model_dump()
+    # a form without `config` is read as a document, and refused as one
+    status, body = api.call("POST", "/config", form=[("other", "1")])
+    assert status == 400 and body["name"] == "invalid declarative configuration"
 
 
 def test_post_config_with_an_invalid_document_answers_400_and_changes_nothing(api):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -295,19 +296,28 @@ class AdminAPI:
         return AdminResponse(200, config_to_yaml(config), "application/yaml; charset=utf-8")
 
     def _post_config(self, q: dict[str, str], ctype: str, body: bytes) -> AdminResponse:
+        # As Kong: the document is the `config` field of a form or JSON body
+        # (`-F config=@kong.yml`, httpie's `config=@kong.yml`), else the body
+        # itself (`--data-binary @kong.yml`, which curl labels as a form).
         base = ctype.split(";", 1)[0].strip().lower()
-        if base in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            form, _ = parse_body(ctype, body)  # Kong: `config=<document>` as a form field
-            text = form.get("config")
+        text: Any = None
+        as_json = False
+        if base == "multipart/form-data":
+            text = parse_body(ctype, body)[0].get("config")
             if not isinstance(text, str):
                 raise schema_violation({"config": "required field missing"},
                                        ["config: required field missing"])
-        else:
+        elif base == "application/x-www-form-urlencoded":
+            with contextlib.suppress(BodyError):
+                text = parse_body(ctype, body)[0].get("config")
+        if text is None:
             try:
                 text = body.decode("utf-8")
             except UnicodeDecodeError:
                 raise BodyError("Cannot parse body: not UTF-8") from None
-        source = "POST /config" + (".json" if base.endswith("json") else "")
+            if base.endswith("json"):
+                text, as_json = _config_field(text)
+        source = "POST /config" + (".json" if as_json else "")
         try:
             config = load_text(text, source)
         except ConfigError as e:
@@ -378,6 +388,20 @@ def _decode_offset(token: str) -> int:
             "message": f"'{token}' is not a valid offset: bad base64 encoding",
         })
     return int(text)
+
+
+def _config_field(text: str) -> tuple[str, bool]:
+    """A JSON body `{"config": <document as a string or object>}` -> the
+    document; any other JSON text is the document itself. With whether the
+    document is JSON (a string may hold YAML)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text, True  # reported as the document's own error
+    if isinstance(data, dict) and "config" in data and "_format_version" not in data:
+        inner = data["config"]
+        return (inner, False) if isinstance(inner, str) else (json.dumps(inner), True)
+    return text, True
 
 
 def _config_fields(text: str, source: str) -> dict[str, Any]:
