@@ -195,12 +195,17 @@ def test_invalid_patch_answers_400_and_keeps_the_plugin(api):
 def test_services_crud_with_kong_codes(api):
     status, svc = api.call("POST", "/services", form=[("name", "billing"),
                                                       ("url", "http://127.0.0.1:9/x")])
-    assert status == 201 and svc["url"] == "http://127.0.0.1:9/x"
+    # shown as Kong shows it: `url` is input only, stored as its parts
+    assert status == 201 and "url" not in svc
+    assert (svc["protocol"], svc["host"], svc["port"], svc["path"]) == (
+        "http", "127.0.0.1", 9, "/x")
     assert api.call("POST", "/services", form=[("name", "billing")])[0] == 409
     status, body = api.call("POST", "/services", form=[("name", "bad"), ("url", "ftp://x")])
     assert status == 400 and "url" in body["fields"]
     status, svc2 = api.call("PATCH", "/services/billing", form=[("host", "example.com")])
-    assert status == 200 and svc2["host"] == "example.com" and svc2["url"] is None
+    assert status == 200 and "url" not in svc2
+    assert (svc2["protocol"], svc2["host"], svc2["port"], svc2["path"]) == (
+        "http", "example.com", 9, "/x")
     assert api.call("GET", f"/services/{svc['id']}")[1]["name"] == "billing"
     assert {s["name"] for s in api.call("GET", "/services")[1]["data"]} == {"echo", "billing"}
     assert api.call("DELETE", "/services/billing")[0] == 204
@@ -406,7 +411,8 @@ def test_put_by_name_creates_then_replaces_the_whole_service(api):
     status, replaced = api.call("PUT", "/services/billing", json_body={"host": "example.com"})
     assert status == 200, replaced
     assert replaced["id"] == created["id"]  # the same entity
-    assert replaced["host"] == "example.com" and replaced["url"] is None
+    assert replaced["host"] == "example.com" and "url" not in replaced
+    assert (replaced["protocol"], replaced["port"], replaced["path"]) == ("http", 80, None)
     assert replaced["retries"] == 5 and replaced["tags"] is None  # defaults, not the old values
     assert api.call("GET", "/services/billing")[1] == replaced
     assert [s["name"] for s in api.call("GET", "/services")[1]["data"]] == ["echo", "billing"]
@@ -552,7 +558,9 @@ def test_a_service_created_with_url_is_patched_part_by_part(api):
     service = api.state.config.services[-1]
     assert service.upstream() == ("http", "127.0.0.1", 21100, "/_control")
     status, body = api.call("PATCH", "/services/svc3", form=[("url", "https://b.test")])
-    assert status == 200 and body["url"] == "https://b.test" and body["host"] is None
+    assert status == 200 and "url" not in body
+    assert (body["protocol"], body["host"], body["port"], body["path"]) == (
+        "https", "b.test", 443, None)
 
 
 def test_entities_show_kongs_defaults(api):

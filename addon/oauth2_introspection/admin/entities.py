@@ -485,6 +485,15 @@ def present(kind: str, entity: dict[str, Any]) -> dict[str, Any]:
     for name, default in _SHOWN_DEFAULTS.get(kind, {}).items():
         if out.get(name) is None:
             out[name] = copy.deepcopy(default)
+    if kind == "services":
+        # `url` is input only in Kong: it is stored, and shown, as its parts
+        url = out.pop("url", None)
+        if url:
+            out.update({"path": None, **_url_parts(url)})
+        if out.get("host"):  # no host: the reverse-mode target (shown as null)
+            out["protocol"] = out.get("protocol") or "http"
+            if out.get("port") is None:
+                out["port"] = 443 if out["protocol"] == "https" else 80
     if kind == "routes":
         out["service"] = entity.get("service")
     if kind == "plugins":
