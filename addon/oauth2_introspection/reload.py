@@ -118,7 +118,11 @@ class ConfigWatcher:
     def check(self) -> bool:
         """Reload if the file changed; True when a reload was attempted."""
         stat = _fingerprint(self.path)
-        if stat is None or stat == self._stat:
+        if stat is None:
+            if self._stat is not None:
+                self._vanished()
+            return False
+        if stat == self._stat:
             return False
         digest = _digest(self.path)
         self._stat = stat
@@ -127,6 +131,16 @@ class ConfigWatcher:
         self._digest = digest
         self.reload()
         return True
+
+    def _vanished(self) -> None:
+        """The file is gone (deleted, or a mount went away): the policy in
+        force stays, and says so; it reloads when the file is back."""
+        self._stat = self._digest = None
+        self.problems = [f"{self.path}: the file no longer exists"]
+        self.warning = ("config reload failed, previous configuration still in force: "
+                        f"{self.problems[0]}")
+        logger.error("oauth2-introspection: %s no longer exists; keeping the previous "
+                     "configuration until it is back", self.path)
 
     def reload(self) -> None:
         previous_source = self.state.source

@@ -179,6 +179,31 @@ async def test_invalid_change_keeps_the_last_good_config_logs_the_line_and_marks
         assert "config_warning" not in clean.metadata.get("oauth2_introspection", {})
 
 
+async def test_a_deleted_file_keeps_the_config_says_so_and_reloads_when_back(
+        tmp_path: Path, caplog):
+    cfg = tmp_path / "kong.yaml"
+    cfg.write_text(GOOD)
+    core = OAuth2Introspection()
+    watcher = ConfigWatcher(core)
+    with taddons.context(Proxyserver(), core, watcher) as tctx:
+        tctx.configure(core, introspection_config=str(cfg))
+        tctx.configure(watcher, introspection_config=str(cfg))
+        policy = core.state.policy
+        cfg.unlink()
+        with caplog.at_level(logging.ERROR):
+            assert watcher.check() is False
+            assert watcher.check() is False
+        assert core.state.policy is policy
+        assert sum("no longer exists" in r.getMessage() for r in caplog.records) == 1  # once
+        flow = tflow.tflow()
+        await hooked(core.request(flow))
+        assert "no longer exists" in flow.metadata["oauth2_introspection"]["config_warning"]
+        # back, even with the same content: reloaded, and flows are clean again
+        cfg.write_text(GOOD)
+        assert watcher.check() is True
+        assert watcher.warning is None
+
+
 async def test_watch_option_must_be_a_boolean():
     core = OAuth2Introspection()
     watcher = ConfigWatcher(core)
