@@ -61,6 +61,10 @@ class IntrospectionRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout_ms: int = 10000
 
+    def secrets(self) -> list[str]:
+        """What no error text or log line may repeat (masking.scrub)."""
+        return call_secrets(self.token, self.authorization, self.headers)
+
 
 def pool_key(url: str, keepalive_ms: int) -> tuple[str, int]:
     parts = urlsplit(url)
@@ -125,7 +129,7 @@ async def introspect(client: httpx.AsyncClient, req: IntrospectionRequest) -> In
                     body = await _read_capped(resp)
                     # the first bytes say what went wrong; an endpoint may echo the token
                     snippet = scrub(body[:200].decode("utf-8", "backslashreplace"),
-                                    _secrets(req))
+                                    req.secrets())
                     logger.warning(
                         "introspection endpoint %s answered HTTP %d: %r",
                         mask_secret_params(req.url), resp.status_code, snippet,
@@ -141,7 +145,7 @@ async def introspect(client: httpx.AsyncClient, req: IntrospectionRequest) -> In
         raise err from None
     except httpx.HTTPError as e:
         # httpx's messages can quote what was sent (an illegal header value)
-        detail = scrub(f"{e.__class__.__name__}: {e}", _secrets(req))
+        detail = scrub(f"{e.__class__.__name__}: {e}", req.secrets())
         logger.warning("introspection endpoint %s unreachable: %s",
                        mask_secret_params(req.url), detail)
         err = IntrospectionUnreachable(detail)
@@ -156,10 +160,6 @@ async def introspect(client: httpx.AsyncClient, req: IntrospectionRequest) -> In
         record(req, resp, body, None)
     latency_ms = (time.perf_counter() - started) * 1000
     return parse_answer(body, req.url, latency_ms)
-
-
-def _secrets(req: IntrospectionRequest) -> list[str]:
-    return call_secrets(req.token, req.authorization, req.headers)
 
 
 async def _read_capped(resp: httpx.Response) -> bytes:

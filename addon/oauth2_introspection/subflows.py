@@ -32,7 +32,6 @@ from mitmproxy import flow as mflow
 from .introspection import IntrospectionRequest, call_recorder
 from .masking import (
     SECRET_NAME,
-    call_secrets,
     mask_authorization,
     mask_secret_params,
     mask_token,
@@ -97,9 +96,7 @@ class Recording:
                 ("Content-Type", "application/x-www-form-urlencoded"),
             ]
         if error is not None:
-            call.error = (scrub(str(error), call_secrets(req.token, req.authorization,
-                                                         req.headers))
-                          or error.__class__.__name__)
+            call.error = scrub(str(error), req.secrets()) or error.__class__.__name__
         self.calls.append(call)
 
 
