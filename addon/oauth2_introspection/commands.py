@@ -4,8 +4,8 @@ Usable from mitmweb's command bar, mitmproxy's console (`:`) and mitmweb's
 JSON API (`POST /commands/<name>`):
 
 - `introspection.cache.show`: the cached introspection answers (token ids only)
-- `introspection.cache.flush [token]`: drop every answer, or one token's
-  (the raw token or its 12-digit token id)
+- `introspection.cache.flush [token...]`: drop every answer, or those of the
+  given tokens (raw tokens or 12-digit token ids)
 - `introspection.explain <flows>`: why a flow was allowed or refused
   (`@focus`, `@<flow id>`, a filter expression)
 - `introspection.reload`: re-read the `introspection_config` file
@@ -63,26 +63,39 @@ class IntrospectionCommands:
         return "\n".join([head, *sorted(lines)]) if lines else head
 
     @command.command("introspection.cache.flush")
-    def cache_flush(self, token: str = "") -> str:
-        """Drop every cached answer, or one token's (raw token or token id)."""
+    def cache_flush(self, *tokens: str) -> str:
+        """Drop every cached answer, or those of the given tokens (raw tokens or token ids)."""
         cache = self.core.cache
         shared = ("; this configuration's entries in the shared Redis cache are being removed"
                   if cache.l2 is not None else "")
-        if not token:
+        if not tokens:
             n = cache.flush()
             logger.info("oauth2-introspection: cache flushed (%d answer(s))", n)
             return f"flushed {n} cached answer(s){shared}"
+        if not all(t.strip() for t in tokens):
+            # `flush ""` is not "flush everything": say what is expected instead
+            raise exceptions.CommandError(
+                "empty token: give raw tokens or 12-digit token ids, or nothing to flush "
+                "every cached answer")
+        keys: set[str] = set()
+        for token in tokens:
+            keys |= self._keys_of(token)
+        n = sum(cache.flush(k) for k in keys)
+        logger.info("oauth2-introspection: cache flushed for %d token(s) (%d answer(s))",
+                    len(tokens), n)
+        return f"flushed {n} cached answer(s){shared}"
+
+    def _keys_of(self, token: str) -> set[str]:
+        """The cache keys of a raw token on every plugin, or those a token id starts."""
         keys = set()
         if len(token) == _TOKEN_ID_LEN and all(c in "0123456789abcdef" for c in token):
-            keys.update(k for k, _ in cache.items() if k.startswith(token))
+            keys.update(k for k, _ in self.core.cache.items() if k.startswith(token))
         policy = self.core.policy
         if policy is not None:
             # the keys a raw token has on every plugin (introspect_request plugins
             # key by request path too: those are matched by token id only)
             keys.update(make_key(p.key_prefix, token) for p in policy.plugins)
-        n = sum(cache.flush(k) for k in keys)
-        logger.info("oauth2-introspection: cache flushed for one token (%d answer(s))", n)
-        return f"flushed {n} cached answer(s){shared}"
+        return keys
 
     # -- flows -------------------------------------------------------------------
 

@@ -251,6 +251,11 @@ async def test_cache_commands(web: Web) -> None:
     await hooked(addon.request(reverse_flow("/basic", headers=bearer())))
     assert flush(token_id) == "flushed 1 cached answer(s)"
     await hooked(addon.request(reverse_flow("/basic", headers=bearer())))
+    # an empty argument is not "everything": refused, nothing flushed
+    with pytest.raises(exceptions.CommandError, match="empty token"):
+        flush("")
+    assert flush("not-a-token", TOKEN) == "flushed 1 cached answer(s)"  # several at once
+    await hooked(addon.request(reverse_flow("/basic", headers=bearer())))
     assert flush() == "flushed 1 cached answer(s)"
 
 
