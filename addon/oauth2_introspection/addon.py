@@ -208,6 +208,14 @@ class OAuth2Introspection:
     async def _handle(self, flow: http.HTTPFlow) -> None:
         policy = self.policy
         request = flow.request
+        if policy is None:
+            # what the policy diff needs to replay the request on a candidate
+            flow.metadata[METADATA_KEY] = {
+                "outcome": "refused", "failure": "no policy loaded",
+                "client_host": read_head(request).host_header or request.host,
+                "client_path": request.path.partition("?")[0],
+                **({"mode": "report", "would_answer": 503} if self.report else {}),
+            }
         if policy is None and self.report:
             self._send_upstream(flow, Resolution(None, None))
             flow.comment = ("oauth2-introspection: report only: would refuse 503 no policy "

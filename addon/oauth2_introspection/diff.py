@@ -22,6 +22,7 @@ recorded token's fingerprint (tokens are never stored).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import threading
 from collections.abc import Iterable, Sequence
@@ -43,6 +44,8 @@ from .subflows import KIND, METADATA_KEY, token_fingerprint
 from .token import remove_token
 
 PLACEHOLDER = "recorded-token-"
+#: stands for a hidden token no introspection sub-flow recorded
+UNRECORDED = "unrecorded"
 
 
 class NoRecordedAnswer(Exception):
@@ -104,11 +107,43 @@ def read_flows(path: str | Path) -> list[mflow.Flow]:
         return list(io.FlowReader(f).stream())
 
 
-def recorded_answers(flows: Iterable[mflow.Flow]) -> tuple[dict[str, Answer], dict[str, str]]:
-    """fingerprint -> answer, and token_id -> fingerprint, from introspection sub-flows."""
-    answers: dict[str, Answer] = {}
-    ids: dict[str, str] = {}
-    for f in flows:
+class RecordedAnswers:
+    """The introspection answers of a recording, per token fingerprint in
+    recording order. A token's answer can change while recording (revoked,
+    re-issued), so each request is replayed with the answer it was decided
+    on: the one its own introspection sub-flow recorded, else (a cached
+    decision) the token's last answer recorded before it, else its first.
+    `get(fp)` answers for the request set with `at()`."""
+
+    def __init__(self) -> None:
+        self.by_fp: dict[str, list[tuple[int, str, Answer]]] = {}
+        #: token_id -> fingerprint
+        self.ids: dict[str, str] = {}
+        self._position = 0
+        self._linked: frozenset[str] = frozenset()
+
+    def add(self, position: int, flow_id: str, fp: str, answer: Answer) -> None:
+        self.by_fp.setdefault(fp, []).append((position, flow_id, answer))
+
+    def at(self, position: int, linked: Iterable[str]) -> None:
+        """Answer for the request at `position` whose own calls are `linked`."""
+        self._position, self._linked = position, frozenset(linked)
+
+    def get(self, fp: str) -> Answer | None:
+        entries = self.by_fp.get(fp)
+        if not entries:
+            return None
+        for _, flow_id, answer in entries:
+            if flow_id in self._linked:
+                return answer
+        earlier = bisect.bisect_left(entries, self._position, key=lambda e: e[0])
+        return entries[earlier - 1 if earlier else 0][2]
+
+
+def recorded_answers(flows: Iterable[mflow.Flow]) -> RecordedAnswers:
+    """The answers of the introspection sub-flows of a recording."""
+    recorded = RecordedAnswers()
+    for position, f in enumerate(flows):
         meta = f.metadata.get(METADATA_KEY)
         if not isinstance(f, http.HTTPFlow) or not meta or meta.get("kind") != KIND:
             continue
@@ -116,13 +151,14 @@ def recorded_answers(flows: Iterable[mflow.Flow]) -> tuple[dict[str, Answer], di
         if not fp:
             continue
         if meta.get("token_id"):
-            ids[meta["token_id"]] = fp
+            recorded.ids[meta["token_id"]] = fp
         if f.response is not None:
-            answers[fp] = Answer(f.response.status_code, f.response.get_content(strict=False)
-                                 or b"", list(f.response.headers.items()))
+            answer = Answer(f.response.status_code, f.response.get_content(strict=False)
+                            or b"", list(f.response.headers.items()))
         else:
-            answers[fp] = Answer(None, error=(f.error.msg if f.error else "no answer"))
-    return answers, ids
+            answer = Answer(None, error=(f.error.msg if f.error else "no answer"))
+        recorded.add(position, f.id, fp, answer)
+    return recorded
 
 
 def recorded_verdict(f: http.HTTPFlow, meta: dict[str, Any]) -> Verdict:
@@ -163,8 +199,10 @@ def received_request(
     for name in meta.get("removed_headers") or []:
         req.headers[name] = "(recorded)"
     hidden = meta.get("hidden_credentials") or []
-    fp = meta.get("token_fp") or ids.get(meta.get("token_id") or "")
-    if hidden and fp:
+    if hidden:
+        # the token's fingerprint, if an introspection sub-flow recorded one;
+        # else a placeholder no answer matches: its verdict is `unknown`
+        fp = meta.get("token_fp") or ids.get(meta.get("token_id") or "") or UNRECORDED
         _put_placeholders(req, meta.get("token_source"), hidden, PLACEHOLDER + fp)
     return req
 
@@ -210,7 +248,7 @@ class _ReplayPool:
     """Stands in for ClientPool: one client whose transport answers from the
     recording (or, with live, from the real endpoint)."""
 
-    def __init__(self, answers: dict[str, Answer], live: bool) -> None:
+    def __init__(self, answers: RecordedAnswers | dict[str, Answer], live: bool) -> None:
         self.answers = answers
         self.live = live
         self._real: httpx.AsyncClient | None = None
@@ -296,13 +334,13 @@ async def diff_flows(
 ) -> DiffReport:
     """Re-evaluate every annotated request in `flows` against `config_path`."""
     config = load_file(config_path)
-    answers, ids = recorded_answers(flows)
+    answers = recorded_answers(flows)
     pool = _ReplayPool(answers, live)
     try:
         policy = compile_policy(config, pool.prepare, source=str(config_path))
         rows: list[Row] = []
         evaluated = skipped = 0
-        for f in flows:
+        for position, f in enumerate(flows):
             meta = f.metadata.get(METADATA_KEY) if isinstance(f, http.HTTPFlow) else None
             if not isinstance(f, http.HTTPFlow) or not meta or "outcome" not in meta:
                 if not (meta and meta.get("kind") == KIND):
@@ -310,7 +348,9 @@ async def diff_flows(
                 continue
             evaluated += 1
             before = recorded_verdict(f, meta)
-            after = await candidate_verdict(policy, received_request(f, meta, ids), pool)
+            answers.at(position, meta.get("introspection_flows") or ())
+            after = await candidate_verdict(policy, received_request(f, meta, answers.ids),
+                                            pool)
             changes = compare(before, after)
             if changes:
                 path = meta.get("client_path") or f.request.path.partition("?")[0]
