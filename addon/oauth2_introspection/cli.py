@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from .errors import ConfigError
 from .export import config_to_json, config_to_yaml, declarative_schema, plugin_schema
 from .loader import load_file
+from .policy import compile_policy
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -30,6 +32,9 @@ def _validate(args: argparse.Namespace) -> int:
                 print(line, file=sys.stderr)
             status = 1
             continue
+        # what mitmproxy would warn about when loading it (an anonymous that
+        # names no consumer, a service plugin no route reaches), on stderr
+        compile_policy(config, lambda url, keepalive: (url, keepalive), source=str(path))
         n_plugins = len(config.plugins) + sum(
             len(s.plugins) + sum(len(r.plugins) for r in s.routes) for s in config.services
         ) + sum(len(r.plugins) for r in config.routes)
@@ -80,7 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:
+        # the reader went away (`| head`): stop quietly, as other tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -104,7 +104,9 @@ def _coerce_ref(value: Any) -> Any:
     return value
 
 
-Ref = Annotated[EntityRef | None, BeforeValidator(_coerce_ref)]
+# the JSON schema says what is accepted (a name, or the object), not what it becomes
+Ref = Annotated[EntityRef | None,
+                BeforeValidator(_coerce_ref, json_schema_input_type=str | EntityRef | None)]
 
 
 class OAuth2IntrospectionConfig(StrictModel):
@@ -279,7 +281,9 @@ class Service(StrictModel):
     url: str | None = None
     protocol: Literal["http", "https"] | None = None
     host: str | None = None
-    port: Integer | None = Field(None, ge=1, le=65535)
+    # bounds inside, on the int (outside the validator, under the Optional,
+    # they would reach the JSON schema as unknown `ge`/`le` keywords)
+    port: Annotated[int, Field(ge=1, le=65535), BeforeValidator(_whole_number)] | None = None
     path: str | None = None
     enabled: bool = True
     routes: list[Route] = Field(default_factory=list)

@@ -62,6 +62,35 @@ def looks_like_kubernetes(text: str) -> bool:
     )
 
 
+def incomplete_manifest(text: str, source: str) -> list[str]:
+    """For a multi-document file that is not quite a Kubernetes manifest
+    (some documents have `apiVersion` and `kind`, some not: a typo such as
+    `apiversion:`), one line per document that lacks them; [] otherwise.
+    Read as one decK document, such a file would only say "found another
+    document"."""
+    if "apiVersion" not in text or "kind" not in text:
+        return []
+    try:
+        nodes = [n for n in yaml.compose_all(text) if n is not None and n.tag != _NULL_TAG]
+    except yaml.YAMLError:
+        return []
+    if len(nodes) < 2:
+        return []
+
+    def keys(node: yaml.Node) -> set[str]:
+        if not isinstance(node, yaml.MappingNode):
+            return set()
+        return {k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+
+    complete = [{"apiVersion", "kind"} <= keys(n) for n in nodes]
+    if not any(complete):
+        return []
+    return [f"{source}:{n.start_mark.line + 1}: document {i + 1} has no "
+            f"{' and no '.join(sorted({'apiVersion', 'kind'} - keys(n)))}: every document "
+            "of a Kubernetes manifest needs apiVersion and kind"
+            for i, (n, ok) in enumerate(zip(nodes, complete, strict=True)) if not ok]
+
+
 @dataclass
 class _Doc:
     index: int

@@ -36,7 +36,7 @@ def load_file(path: str | Path) -> DeclarativeConfig:
     """Load and validate a declarative file; raise ConfigError on any problem."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # a BOM is not content
     except UnicodeDecodeError as e:
         byte = e.object[e.start]
         raise ConfigError(source, [f"{source}: cannot read file: not UTF-8 text "
@@ -48,10 +48,13 @@ def load_file(path: str | Path) -> DeclarativeConfig:
 
 def load_text(text: str, source: str = "<config>") -> DeclarativeConfig:
     # Kubernetes manifests (KongPlugin, Service, Ingress, ...): see kubernetes.py
-    from .kubernetes import load_kubernetes, looks_like_kubernetes
+    from .kubernetes import incomplete_manifest, load_kubernetes, looks_like_kubernetes
 
     if looks_like_kubernetes(text):
         return load_kubernetes(text, source)
+    problems = incomplete_manifest(text, source)
+    if problems:
+        raise ConfigError(source, problems)
     data = parse_document(text, source)
     return validate_data(data, source, text)
 

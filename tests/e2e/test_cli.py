@@ -33,3 +33,25 @@ def test_console_script_validates_converts_and_prints_the_schema(tmp_path: Path)
     schema = subprocess.run([_cli(), "schema", "--plugin"], capture_output=True, text=True,
                             timeout=60, check=False)
     assert "introspection_url" in json.loads(schema.stdout)["properties"]
+
+
+def test_validate_warns_as_mitmproxy_would_and_stops_quietly_on_a_closed_pipe(
+        tmp_path: Path):
+    anon = tmp_path / "anon.yaml"
+    anon.write_text('_format_version: "3.0"\nplugins:\n- name: oauth2-introspection\n'
+                    "  config:\n    introspection_url: http://127.0.0.1:9/i\n"
+                    "    authorization_value: Basic x\n    anonymous: nobody\n")
+    res = subprocess.run([_cli(), "validate", str(anon)], capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert res.returncode == 0 and "OK" in res.stdout
+    assert "names anonymous consumer 'nobody', which does not exist" in res.stderr
+    # `validate many files | head -1`: no BrokenPipeError traceback
+    files = [str(ROOT / "configs" / "example.yaml")] * 2000
+    proc = subprocess.Popen([_cli(), "validate", *files], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().endswith(b": OK (1 service(s), 1 route(s), 1 plugin(s), "
+                                           b"1 consumer(s))\n")
+    proc.stdout.close()
+    assert proc.wait(60) != 0
+    assert b"Traceback" not in proc.stderr.read()

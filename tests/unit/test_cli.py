@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
+import pytest
 import yaml
 
 from oauth2_introspection.cli import main
@@ -13,6 +15,7 @@ from oauth2_introspection.export import declarative_schema, plugin_schema
 from oauth2_introspection.loader import load_file, load_text
 
 ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "configs"
 
 
 def test_validate_valid_files_exits_0_with_a_summary(capsys):
@@ -55,3 +58,41 @@ def test_schema_prints_the_json_schema_generated_from_the_model(capsys):
     assert json.loads(capsys.readouterr().out) == declarative_schema()
     assert main(["schema", "--plugin"]) == 0
     assert json.loads(capsys.readouterr().out) == plugin_schema()
+
+
+DECK_EXAMPLES = sorted(
+    p for p in [*CONFIGS.glob("*.yaml"), *CONFIGS.glob("k8s/*.deck.yaml")]
+    if p.name != "dev-tokens.yaml")
+
+
+@pytest.mark.parametrize("path", DECK_EXAMPLES, ids=lambda p: p.name)
+def test_the_schema_accepts_every_shipped_decK_example(path):
+    # string references (`service: echo`) included: editors use this schema
+    jsonschema.validate(yaml.safe_load(path.read_text()), declarative_schema())
+
+
+@pytest.mark.parametrize("doc", [
+    {"_format_version": "3.0", "services": [{"name": "s", "host": "x", "port": 0}]},
+    {"_format_version": "3.0", "services": [{"name": "s", "host": "x", "port": 65536}]},
+    {"_format_version": "3.0", "plugins": [{"name": "oauth2-introspection", "service": 1,
+                                            "config": {}}]},
+])
+def test_the_schema_refuses_what_validate_refuses(doc):
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, declarative_schema())
+
+
+def test_a_byte_order_mark_is_not_content(tmp_path: Path, capsys):
+    for name in ("bom.json", "bom.yaml"):
+        path = tmp_path / name
+        path.write_bytes(b"\xef\xbb\xbf" + b'{"_format_version": "3.0"}')
+        assert main(["validate", str(path)]) == 0, capsys.readouterr().err
+
+
+def test_a_manifest_document_without_apiversion_is_named(tmp_path: Path, capsys):
+    text = (CONFIGS / "k8s" / "route-plugin.yaml").read_text()
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(text.replace("apiVersion: networking", "apiversion: networking"))
+    assert main(["validate", str(typo)]) == 1
+    err = capsys.readouterr().err
+    assert "document 2 has no apiVersion" in err and "found another document" not in err
