@@ -153,9 +153,14 @@ def format_problem(source: str, loc: Loc, message: str, data: Any, line: int | N
 def _line_finder(text: str | None):
     """Map a field path to its 1-based line in the YAML/JSON text, if known."""
     root = None
-    if text:
+    # JSON indented with tabs is not YAML: tabs as spaces keep every line
+    # where it is (JSON allows no raw tab inside a string)
+    for candidate in (text, text.replace("\t", " ") if text else None):
+        if not candidate:
+            continue
         try:
-            root = yaml.compose(text)
+            root = yaml.compose(candidate)
+            break
         except yaml.YAMLError:
             root = None
 

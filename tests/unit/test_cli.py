@@ -96,3 +96,12 @@ def test_a_manifest_document_without_apiversion_is_named(tmp_path: Path, capsys)
     assert main(["validate", str(typo)]) == 1
     err = capsys.readouterr().err
     assert "document 2 has no apiVersion" in err and "found another document" not in err
+
+
+def test_tab_indented_json_errors_keep_their_line(tmp_path: Path, capsys):
+    doc = {"_format_version": "3.0", "services": [{"name": "s", "port": 0, "host": "x"}]}
+    for indent, name in (("\t", "tab.json"), ("  ", "spaces.json")):
+        path = tmp_path / name
+        path.write_text(json.dumps(doc, indent=indent))
+        assert main(["validate", str(path)]) == 1
+        assert capsys.readouterr().err.startswith(f"{path}:6: services[0].port")
