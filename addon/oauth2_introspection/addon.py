@@ -201,7 +201,7 @@ class OAuth2Introspection:
         # mitmproxy forwards a flow whose hook raised: never let that happen.
         logger.exception("oauth2-introspection: internal error on %s; answering 500",
                          safe_url(flow.request))
-        flow.response = responses.internal_error().to_response()
+        flow.response = responses.internal_error().to_response(_is_head(flow))
         flow.comment = "oauth2-introspection: 500 internal error (see event log)"
         flow.marked = annotations.MARKERS["error"]
 
@@ -223,7 +223,7 @@ class OAuth2Introspection:
             flow.marked = annotations.MARKERS["report_refused"]
             return
         if policy is None:
-            flow.response = responses.no_policy().to_response()
+            flow.response = responses.no_policy().to_response(_is_head(flow))
             flow.comment = "oauth2-introspection: 503 no policy loaded"
             flow.marked = annotations.MARKERS["error"]
             return
@@ -233,7 +233,11 @@ class OAuth2Introspection:
         # logged as the client sent it, before rewriting (rendered only if logged)
         client_url = ClientURL(request, host_header)
         path = request.path
-        resolution = policy.resolve(client_host, path, request.method, request.headers)
+        # the method as sent (mitmproxy's .method is upper-cased): Kong's
+        # routes match it exactly
+        resolution = policy.resolve(client_host, path,
+                                    request.data.method.decode("utf-8", "surrogateescape"),
+                                    request.headers)
         route = resolution.route
         meta: dict[str, Any] = {
             "route": route.label if route else None,
@@ -260,7 +264,7 @@ class OAuth2Introspection:
             meta.update(decision.details)
             meta["outcome"] = decision.outcome
             if decision.refusal is not None:
-                flow.response = decision.refusal.to_response()
+                flow.response = decision.refusal.to_response(_is_head(flow))
                 if removed:  # the recorded request shows what would have gone upstream
                     strip_spoofable(request.headers)
             else:
@@ -377,6 +381,10 @@ class OAuth2Introspection:
         token = meta.get("token_id")
         logger.log(level, f"{flow.request.method} {client_url} [{where}]: {summary}"
                    + (f" token={token}" if token else ""))
+
+
+def _is_head(flow: http.HTTPFlow) -> bool:
+    return flow.request.data.method == b"HEAD"
 
 
 def _refuse_streaming(report: bool) -> None:

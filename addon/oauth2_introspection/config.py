@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from .routing import normalize_path
+
 PLUGIN_NAME = "oauth2-introspection"
 
 # A stable namespace so generated ids are the same on every load.
@@ -41,6 +43,16 @@ _FORBIDDEN_IN_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _HEADER_VALUE = re.compile(r"^(?:[\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?)?$")
 
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
+
+# a route's plain path: RFC 3986 path characters and well-formed escapes
+_PATH = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
+# a route's host: a name or IPv4 address (a `*` label allowed, checked
+# below), or an IPv6 literal, with an optional port
+_ROUTE_HOST = re.compile(
+    r"(?:[A-Za-z0-9*](?:[A-Za-z0-9\-*]*[A-Za-z0-9*])?"
+    r"(?:\.[A-Za-z0-9*](?:[A-Za-z0-9\-*]*[A-Za-z0-9*])?)*|\[[0-9A-Fa-f:.]+\])"
+    r"(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}"
+    r"|[1-9][0-9]{0,3}))?")
 
 
 def _whole_number(value: Any) -> Any:
@@ -236,14 +248,27 @@ class Route(StrictModel):
     @field_validator("paths")
     @classmethod
     def _paths(cls, value: list[str] | None) -> list[str] | None:
+        # As Kong 3 validates them: requests are matched on their normalised
+        # path, so a path that is not normalised could never match, and its
+        # plugin would never run.
         for path in value or []:
             if path.startswith("~"):
+                if not path.startswith("~/"):
+                    raise ValueError(f"invalid regex path {path!r}: must start with '~/'")
                 try:
                     re.compile(path[1:])
                 except re.error as e:
                     raise ValueError(f"invalid regex path {path!r}: {e}") from None
-            elif not path.startswith("/"):
-                raise ValueError(f"path {path!r} must start with '/' (or '~' for a regex)")
+                continue
+            if not path.startswith("/"):
+                raise ValueError(f"path {path!r} must start with '/' (or '~/' for a regex)")
+            if not _PATH.fullmatch(path):
+                raise ValueError(f"invalid path {path!r}: only ASCII letters, digits, "
+                                 "'/' and -._~!$&'()*+,;=:@ and %XX escapes are allowed")
+            normalised = normalize_path(path)
+            if normalised != path:
+                raise ValueError(f"non-normalized path {path!r}, consider use "
+                                 f"{normalised!r} instead")
         return value
 
     @field_validator("methods")
@@ -258,6 +283,9 @@ class Route(StrictModel):
     @classmethod
     def _hosts(cls, value: list[str] | None) -> list[str] | None:
         for host in value or []:
+            if not _ROUTE_HOST.fullmatch(host):
+                raise ValueError(f"invalid host {host!r}: a host name (or IP address), "
+                                 "optionally with a wildcard label and a :port")
             name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
             if name.count("*") > 1 or (
                 # As Kong: "example.*:8080" is rejected (the router never matched it).
@@ -266,6 +294,22 @@ class Route(StrictModel):
                 raise ValueError(
                     f"host {host!r}: a wildcard must be the leftmost or rightmost label"
                 )
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        for name, values in (value or {}).items():
+            if name.lower() == "host":
+                raise ValueError("cannot contain 'host' header, which must be specified in "
+                                 "the 'hosts' attribute")
+            for v in values:
+                if v.startswith("~*"):
+                    try:
+                        re.compile(v[2:])
+                    except re.error as e:
+                        raise ValueError(f"invalid regex {v!r} for header {name!r}: {e}"
+                                         ) from None
         return value
 
     @model_validator(mode="after")

@@ -292,7 +292,9 @@ class _ReplayPool:
 
 async def candidate_verdict(policy: Policy, req: http.Request, pool: _ReplayPool) -> Verdict:
     host = req.host_header or req.host
-    resolution = policy.resolve(host, req.path, req.method, req.headers)
+    resolution = policy.resolve(host, req.path,
+                                req.data.method.decode("utf-8", "surrogateescape"),
+                                req.headers)
     plugin = resolution.plugin
     if plugin is None:
         return Verdict("no plugin")

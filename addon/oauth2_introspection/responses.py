@@ -22,12 +22,18 @@ class Refusal:
     body: dict[str, str]
     headers: dict[str, str] = field(default_factory=dict)
 
-    def to_response(self) -> http.Response:
-        return http.Response.make(
+    def to_response(self, head: bool = False) -> http.Response:
+        """`head`: the answer to a HEAD request, which has no body (its
+        Content-Length still says what a GET would get, RFC 9110 9.3.2): a
+        body there would be read as the start of the next answer."""
+        response = http.Response.make(
             self.status,
             json.dumps(self.body, separators=(",", ":")),
             {"Content-Type": "application/json; charset=utf-8", **self.headers},
         )
+        if head:
+            response.raw_content = b""
+        return response
 
 
 def _challenge(error: str | None = None, description: str | None = None) -> str:
@@ -70,7 +76,7 @@ def anonymous_not_found(anonymous: str) -> Refusal:
         500,
         {
             "error": "server_error",
-            "message": f"The anonymous consumer {anonymous!r} configured on this route's "
+            "message": f"The anonymous consumer '{anonymous}' configured on this route's "
             "oauth2-introspection plugin does not exist",
         },
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 from urllib.parse import quote
@@ -61,7 +61,7 @@ class _Candidate(Generic[T]):
     priority: tuple[int, ...]
     hosts: _HostMatcher | None
     methods: frozenset[str] | None
-    headers: tuple[tuple[str, frozenset[str]], ...]
+    headers: tuple[tuple[str, Callable[[list[str]], bool]], ...]
     prefix: str | None
     regex: re.Pattern[str] | None
 
@@ -91,11 +91,9 @@ class Router(Generic[T]):
             kinds = sum(bool(x) for x in (spec.methods, spec.hosts, spec.headers, spec.paths))
             plain_hosts = bool(spec.hosts) and all("*" not in h for h in spec.hosts)
             hosts = _host_matcher(spec.hosts) if spec.hosts else None
-            methods = frozenset(m.upper() for m in spec.methods) if spec.methods else None
-            headers = tuple(
-                (name.lower(), frozenset(v.lower() for v in values))
-                for name, values in spec.headers.items()
-            )
+            methods = frozenset(spec.methods) if spec.methods else None
+            headers = tuple((name.lower(), _value_matcher(values))
+                            for name, values in spec.headers.items())
             for path in spec.paths or [None]:
                 is_regex = path is not None and path.startswith("~")
                 priority = (
@@ -135,8 +133,8 @@ class Router(Generic[T]):
         host_with_port = host.lower()
         host_only = _strip_port(host_with_port)
         norm = normalize_path(path.split("?", 1)[0])
-        method = method.upper()
         for c in self._candidates:
+            # methods as sent: Kong compares them exactly (`get` is not `GET`)
             if c.methods is not None and method not in c.methods:
                 continue
             if c.hosts is not None and not c.hosts.matches(host_only, host_with_port):
@@ -144,11 +142,7 @@ class Router(Generic[T]):
             if c.headers:
                 if headers is None:
                     continue
-                # Repeated headers arrive comma-joined; any one value may match.
-                if not all(
-                    any(v.strip().lower() in values for v in (headers.get(name) or "").split(","))
-                    for name, values in c.headers
-                ):
+                if not all(matches(_header_values(headers, name)) for name, matches in c.headers):
                     continue
             if c.prefix is not None:
                 if not norm.startswith(c.prefix):
@@ -163,6 +157,29 @@ class Router(Generic[T]):
                 matched = ""
             return RouteMatch(c.target, matched, norm)
         return None
+
+
+def _value_matcher(values: Sequence[str]) -> Callable[[list[str]], bool]:
+    """Whether a request header's values match a route's: one value equal
+    to a plain one (case-insensitively, whole: `v1, v2` is not `v2`), or found
+    by a `~*` one, a case-insensitive regular expression (as Kong 3)."""
+    plain = frozenset(v.lower() for v in values if not v.startswith("~*"))
+    regexes = tuple(re.compile(v[2:], re.IGNORECASE) for v in values if v.startswith("~*"))
+
+    def matches(sent: list[str]) -> bool:
+        return any(v.strip().lower() in plain or any(r.search(v) for r in regexes)
+                   for v in sent)
+
+    return matches
+
+
+def _header_values(headers: Mapping[str, str], name: str) -> list[str]:
+    """Each value of a header (a repeated header is several values)."""
+    get_all = getattr(headers, "get_all", None)
+    if get_all is not None:
+        return list(get_all(name))
+    value = headers.get(name)
+    return [] if value is None else [value]
 
 
 def _strip_port(host: str) -> str:

@@ -171,7 +171,7 @@ def _body_token(request: http.Request) -> FoundToken | None:
         try:
             # UTF-8 text only, as remove_json_member() reads it: a token found
             # in a BOM/UTF-16 body could not be removed for hide_credentials.
-            doc = json.loads(body.decode("utf-8"))
+            doc = json.loads(body.decode("utf-8"), parse_int=_any_number)
         except (ValueError, UnicodeDecodeError, RecursionError):
             # Kong: an unparsable JSON body has no parameters (nested past the
             # recursion limit counts as unparsable)
@@ -264,7 +264,7 @@ def remove_json_member(text: str, key: str) -> str | None:
 
     Returns None when the text is not a JSON object.
     """
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(parse_int=_any_number)
     while True:
         members = _json_members(text, decoder)
         if members is None:
@@ -279,6 +279,21 @@ def remove_json_member(text: str, key: str) -> str | None:
             text = text[: members[idx - 1][2]] + text[end:]
         else:
             text = text[:start] + text[end:]
+
+
+class _Integer:
+    """An integer of a JSON body, unconverted: only `access_token` is read,
+    and JSON puts no limit on a number's length (Python refuses to convert
+    one of over 4,300 digits, which would make a valid body unreadable)."""
+
+    __slots__ = ()
+
+
+_INTEGER = _Integer()
+
+
+def _any_number(_text: str) -> _Integer:
+    return _INTEGER
 
 
 def _json_members(text: str, decoder: json.JSONDecoder) -> list[tuple[str, int, int]] | None:

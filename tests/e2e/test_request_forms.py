@@ -1,11 +1,13 @@
 """Requests shaped to slip past the policy: an absolute-form request line
 naming another host than the Host header, identity headers spelled with
-underscores, a lower-case `options` method; and the one mitmproxy option that
-would forward requests before the addon decides (`stream_large_bodies`)."""
+underscores, a lower-case `options` method, a refused HEAD; and the one
+mitmproxy option that would forward requests before the addon decides
+(`stream_large_bodies`)."""
 
 from __future__ import annotations
 
 import json
+import socket
 
 from .harness import Mitmdump, echoed, raw_request
 
@@ -82,3 +84,20 @@ def test_stream_large_bodies_is_accepted_in_report_mode(echo, idp):
         assert m.proc.poll() is None
     finally:
         m.stop()
+
+
+def test_a_refused_head_request_gets_no_body_and_the_connection_stays_usable(proxy, make_token):
+    # a body after a HEAD answer is read as the start of the next answer
+    token = make_token(username="alice")
+    request = (f"HEAD /basic/x HTTP/1.1\r\nHost: 127.0.0.1:{proxy.port}\r\n\r\n"
+               f"GET /basic/y HTTP/1.1\r\nHost: 127.0.0.1:{proxy.port}\r\n"
+               f"Authorization: Bearer {token}\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=15) as s:
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 401")
+    assert b"www-authenticate" in head.lower()
+    assert rest.startswith(b"HTTP/1.1 200"), rest[:80]  # nothing between the two answers

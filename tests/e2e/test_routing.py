@@ -16,7 +16,7 @@ import pytest
 
 from oauth2_introspection.devtools.echo import EchoServer
 
-from .harness import Mitmdump, echoed, plugin
+from .harness import Mitmdump, echoed, plugin, raw_request
 
 
 def tagged(idp_url: str, tag: str, **config: Any) -> dict[str, Any]:
@@ -239,3 +239,28 @@ def test_unmatched_request_without_global_plugin_goes_to_reverse_target_unauthen
     assert data["path"] == "/unrouted/x?access_token=tok-not-checked&b=1"
     assert data["h"]["host"] == f"127.0.0.1:{echo.port}"
     assert len(idp.calls) == calls
+
+
+def test_methods_and_header_regexes_route_as_in_kong(echo: EchoServer, idp):
+    # a GET-only open route beside a guarded catch-all: `get` is not `GET`
+    # (Kong compares methods exactly), so it is guarded; `~*` header values
+    # are case-insensitive regexes (Kong 3), not literal strings
+    cfg = {"_format_version": "3.0", "services": [{"name": "s", "routes": [
+        {"name": "read-only", "methods": ["GET"], "paths": ["/m"], "strip_path": False},
+        {"name": "v2", "headers": {"x-api-version": ["~*^v2"]}, "paths": ["/h"],
+         "strip_path": False, "plugins": [plugin(idp.url)]},
+        {"name": "guarded", "paths": ["/"], "strip_path": False, "plugins": [plugin(idp.url)]},
+        {"name": "open-h", "paths": ["/h"], "strip_path": False},
+    ]}]}
+    m = Mitmdump(cfg, echo.port).start()
+    try:
+        with httpx.Client(base_url=m.url, trust_env=False, timeout=15) as c:
+            assert c.get("/m/x").status_code == 200
+            # httpx upper-cases methods: sent raw
+            status, _ = raw_request(m.port, b"get /m/x HTTP/1.1\r\nHost: x\r\n"
+                                    b"Connection: close\r\n\r\n")
+            assert status == 401
+            assert c.get("/h/x", headers={"X-Api-Version": "V2.1"}).status_code == 401
+            assert c.get("/h/x", headers={"X-Api-Version": "v1"}).status_code == 200
+    finally:
+        m.stop()

@@ -196,6 +196,23 @@ def test_route_strip_path_defaults_to_true_as_in_kong() -> None:
         {"paths": ["/a"], "strip_path": "false"},
         {"paths": "/a"},
         {"paths": ["/a"], "path_handling": "v2"},
+        # what Kong refuses: requests match on their normalised path, so these
+        # could never match, and their plugin would never run
+        {"paths": ["/%7Euser"]},
+        {"paths": ["/docs%2fprivate"]},
+        {"paths": ["/x//y"]},
+        {"paths": ["/p/./q"]},
+        {"paths": ["/a/../admin"]},
+        {"paths": ["/caf\u00e9"]},
+        {"paths": ["/%zz"]},
+        {"paths": ["/a b"]},
+        {"paths": ["~admin"]},
+        {"hosts": ["https://admin.example.com"]},
+        {"hosts": ["api.example.com/"]},
+        {"hosts": ["a b.com"]},
+        {"hosts": ["example.com:99999"]},
+        {"headers": {"Host": ["admin.example.com"]}},
+        {"headers": {"x-v": ["~*(unclosed"]}},
     ],
 )
 def test_invalid_routes_are_rejected(route: dict[str, Any]) -> None:
@@ -206,10 +223,22 @@ def test_invalid_routes_are_rejected(route: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     "hosts",
     [["example.com"], ["*.example.com"], ["example.*"], ["example.com:8080"],
-     ["*.example.com:8443"]],
+     ["*.example.com:8443"], ["127.0.0.1"], ["[::1]:8080"], ["my-host"]],
 )
 def test_valid_route_hosts_are_accepted(hosts: list[str]) -> None:
     assert Route.model_validate({"hosts": hosts}).hosts == hosts
+
+
+@pytest.mark.parametrize("path", ["/", "/api/", "/docs%2Fprivate", "/a:b@c;d=e", "/~user",
+                                  "~/files/(?P<id>\\d+)$"])
+def test_valid_route_paths_are_accepted(path: str) -> None:
+    assert Route.model_validate({"paths": [path]}).paths == [path]
+
+
+def test_a_non_normalised_path_is_refused_with_its_normal_form() -> None:
+    with pytest.raises(ValidationError, match="non-normalized path '/x//y', consider use "
+                                              "'/x/y' instead"):
+        Route.model_validate({"paths": ["/x//y"]})
 
 
 @pytest.mark.parametrize(

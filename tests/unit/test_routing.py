@@ -173,7 +173,9 @@ def test_host_matching(route_host: str, request_host: str, matches: bool) -> Non
     ("methods", "method", "matches"),
     [
         (["GET"], "GET", True),
-        (["GET"], "get", True),
+        # as Kong: methods compare exactly (a `get` is not a GET route's)
+        (["GET"], "get", False),
+        (["GET"], "Get", False),
         (["GET", "POST"], "POST", True),
         (["GET"], "POST", False),
         (["POST"], "OPTIONS", False),
@@ -194,9 +196,13 @@ def test_method_matching(methods: list[str], method: str, matches: bool) -> None
         ({"x-version": ["v1"]}, {}, False),
         ({"x-version": ["v1"]}, None, False),
         ({"x-a": ["1"], "x-b": ["2"]}, {"x-a": "1"}, False),
-        # A repeated header arrives comma-joined; any one of its values may match.
-        ({"x-version": ["v2"]}, {"x-version": "v1, v2"}, True),
-        ({"x-version": ["v3"]}, {"x-version": "v1, v2"}, False),
+        # a value is compared whole, as Kong does: `v1, v2` is not `v2`
+        ({"x-version": ["v2"]}, {"x-version": "v1, v2"}, False),
+        ({"x-version": ["a,b"]}, {"x-version": "a,b"}, True),
+        # `~*`: a case-insensitive regular expression, searched (Kong 3)
+        ({"x-version": ["~*^v2"]}, {"x-version": "V2.1"}, True),
+        ({"x-version": ["~*^v2"]}, {"x-version": "v1"}, False),
+        ({"x-version": ["v1", "~*beta"]}, {"x-version": "2-BETA"}, True),
     ],
 )
 def test_header_matching(
@@ -204,6 +210,15 @@ def test_header_matching(
 ) -> None:
     routes = [spec("r", headers=route_headers)]
     assert (winner(routes, headers=request_headers) == "r") is matches
+
+
+def test_a_repeated_header_matches_when_any_of_its_lines_does() -> None:
+    from mitmproxy.http import Headers
+
+    routes = [spec("r", headers={"x-version": ["v2"]})]
+    repeated = Headers([(b"X-Version", b"v1"), (b"X-Version", b"v2")])
+    assert winner(routes, headers=repeated) == "r"
+    assert winner(routes, headers=Headers([(b"X-Version", b"v1")])) is None
 
 
 def test_a_route_needs_every_matcher_kind_to_match() -> None:
