@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from .routing import normalize_path
+from .routing import kong_regex, normalize_path
 
 PLUGIN_NAME = "oauth2-introspection"
 
@@ -256,7 +256,7 @@ class Route(StrictModel):
                 if not path.startswith("~/"):
                     raise ValueError(f"invalid regex path {path!r}: must start with '~/'")
                 try:
-                    re.compile(path[1:])
+                    re.compile(kong_regex(path[1:]))
                 except re.error as e:
                     raise ValueError(f"invalid regex path {path!r}: {e}") from None
                 continue

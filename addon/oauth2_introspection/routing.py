@@ -104,7 +104,7 @@ class Router(Generic[T]):
                     spec.regex_priority if is_regex else 0,
                     len(path) if (path and not is_regex) else 0,
                 )
-                regex = re.compile(path[1:]) if (path and is_regex) else None
+                regex = re.compile(kong_regex(path[1:])) if (path and is_regex) else None
                 prefix = path if (path and not is_regex) else None
                 candidates.append(
                     (priority, order, _Candidate(spec.target, priority, hosts, methods, headers,
@@ -180,6 +180,16 @@ def _header_values(headers: Mapping[str, str], name: str) -> list[str]:
         return list(get_all(name))
     value = headers.get(name)
     return [] if value is None else [value]
+
+
+# Kong (PCRE, Rust regex) names a group `(?<name>...)`; Python wants `(?P<name>...)`
+_NAMED_GROUP = re.compile(r"(?<!\\)\(\?<(?=[A-Za-z_])")
+
+
+def kong_regex(pattern: str) -> str:
+    """A route regex as Kong writes it, in Python's syntax (named groups;
+    lookbehinds `(?<=`, `(?<!` are left alone)."""
+    return _NAMED_GROUP.sub("(?P<", pattern)
 
 
 def _strip_port(host: str) -> str:

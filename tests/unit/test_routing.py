@@ -391,3 +391,11 @@ def test_upstream_path_without_service_path_or_stripping_is_sent_unchanged() -> 
 def test_upstream_path_re_encodes_the_decoded_remainder() -> None:
     raw = "/api/a%20b/%7Euser"
     assert upstream_path("/s", routed("/api", raw), raw, strip_path=True) == "/s/a%20b/~user"
+
+
+def test_kongs_named_groups_are_read_as_pythons() -> None:
+    routes = [spec("files", paths=["~/files/(?<id>[0-9]+)$"]),
+              spec("behind", paths=["~/x(?<=x)y"])]
+    assert winner(routes, path="/files/42") == "files"
+    assert winner(routes, path="/files/4x") is None
+    assert winner(routes, path="/xy") == "behind"  # a lookbehind stays one
