@@ -5,8 +5,10 @@ the last good configuration and marks the following flows)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -134,7 +136,9 @@ def _touch_later(path: Path, text: str) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
 
 
-async def test_valid_change_of_the_watched_file_replaces_the_configuration(tmp_path: Path):
+@contextlib.contextmanager
+def _watching(tmp_path: Path) -> Iterator[tuple[OAuth2Introspection, ConfigWatcher, Path]]:
+    """The core addon and the watcher, both configured with a GOOD file."""
     cfg = tmp_path / "kong.yaml"
     cfg.write_text(GOOD)
     core = OAuth2Introspection()
@@ -142,6 +146,11 @@ async def test_valid_change_of_the_watched_file_replaces_the_configuration(tmp_p
     with taddons.context(Proxyserver(), core, watcher) as tctx:
         tctx.configure(core, introspection_config=str(cfg))
         tctx.configure(watcher, introspection_config=str(cfg))
+        yield core, watcher, cfg
+
+
+async def test_valid_change_of_the_watched_file_replaces_the_configuration(tmp_path: Path):
+    with _watching(tmp_path) as (core, watcher, cfg):
         assert watcher.check() is False  # unchanged
         _touch_later(cfg, GOOD2)
         assert watcher.check() is True
@@ -151,13 +160,7 @@ async def test_valid_change_of_the_watched_file_replaces_the_configuration(tmp_p
 
 async def test_invalid_change_keeps_the_last_good_config_logs_the_line_and_marks_flows(
         tmp_path: Path, caplog):
-    cfg = tmp_path / "kong.yaml"
-    cfg.write_text(GOOD)
-    core = OAuth2Introspection()
-    watcher = ConfigWatcher(core)
-    with taddons.context(Proxyserver(), core, watcher) as tctx:
-        tctx.configure(core, introspection_config=str(cfg))
-        tctx.configure(watcher, introspection_config=str(cfg))
+    with _watching(tmp_path) as (core, watcher, cfg):
         policy = core.state.policy
         _touch_later(cfg, BAD)
         with caplog.at_level(logging.ERROR):
@@ -181,13 +184,7 @@ async def test_invalid_change_keeps_the_last_good_config_logs_the_line_and_marks
 
 async def test_a_deleted_file_keeps_the_config_says_so_and_reloads_when_back(
         tmp_path: Path, caplog):
-    cfg = tmp_path / "kong.yaml"
-    cfg.write_text(GOOD)
-    core = OAuth2Introspection()
-    watcher = ConfigWatcher(core)
-    with taddons.context(Proxyserver(), core, watcher) as tctx:
-        tctx.configure(core, introspection_config=str(cfg))
-        tctx.configure(watcher, introspection_config=str(cfg))
+    with _watching(tmp_path) as (core, watcher, cfg):
         policy = core.state.policy
         cfg.unlink()
         with caplog.at_level(logging.ERROR):
