@@ -10,6 +10,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mitmproxy import exceptions
@@ -118,13 +119,20 @@ async def test_state_file_is_restored_at_startup_while_the_config_file_is_unchan
         assert core.state.config.consumers[0].username == "carol"
 
 
-async def test_admin_commit_writes_the_state_file_before_applying(tmp_path: Path):
+@contextlib.contextmanager
+def _administered(tmp_path: Path) -> Iterator[tuple[OAuth2Introspection, AdminAPIAddon, Any, Path]]:
+    """The core addon and the Admin API addon, the core configured with a GOOD file."""
     cfg = tmp_path / "kong.yaml"
     cfg.write_text(GOOD)
     core = OAuth2Introspection()
     admin = AdminAPIAddon(core)
     with taddons.context(Proxyserver(), core, admin) as tctx:
         tctx.configure(core, introspection_config=str(cfg))
+        yield core, admin, tctx, cfg
+
+
+async def test_admin_commit_writes_the_state_file_before_applying(tmp_path: Path):
+    with _administered(tmp_path) as (core, admin, _, _):
         admin.commit(load_text(GOOD2), "test")
         assert "username: bob" in (tmp_path / "kong.state.yaml").read_text()
         assert core.state.config.consumers[0].username == "bob"
@@ -212,12 +220,7 @@ async def test_watch_option_must_be_a_boolean():
 
 
 async def test_a_change_that_cannot_be_persisted_is_not_applied(tmp_path: Path):
-    cfg = tmp_path / "kong.yaml"
-    cfg.write_text(GOOD)
-    core = OAuth2Introspection()
-    admin = AdminAPIAddon(core)
-    with taddons.context(Proxyserver(), core, admin) as tctx:
-        tctx.configure(core, introspection_config=str(cfg))
+    with _administered(tmp_path) as (core, admin, tctx, _):
         tctx.configure(admin, introspection_state=str(tmp_path / "missing-dir" / "s.yaml"))
         resp = admin.api.handle("POST", "/consumers", "", "application/json",
                                 b'{"username": "bob"}')
@@ -266,12 +269,7 @@ async def test_a_state_file_the_edited_file_won_over_at_startup_is_set_aside(tmp
 
 
 async def test_setting_the_config_option_again_at_run_time_is_a_reload(tmp_path: Path):
-    cfg = tmp_path / "kong.yaml"
-    cfg.write_text(GOOD)
-    core = OAuth2Introspection()
-    admin = AdminAPIAddon(core)
-    with taddons.context(Proxyserver(), core, admin) as tctx:
-        tctx.configure(core, introspection_config=str(cfg))
+    with _administered(tmp_path) as (core, admin, tctx, cfg):
         admin.api.handle("POST", "/consumers", "", "application/json", b'{"username": "bob"}')
         tctx.configure(core, introspection_config=str(cfg))  # `:set` again: the file wins
         assert [c.username for c in core.state.config.consumers] == ["alice"]
