@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +25,7 @@ from .errors import (
     IntrospectionTimeout,
     IntrospectionUnreachable,
 )
-from .masking import call_secrets, mask_secret_params, scrub
+from .masking import answer_snippet, call_secrets, mask_secret_params, scrub
 from .text import is_utf8_text
 
 logger = logging.getLogger(__name__)
@@ -128,11 +128,10 @@ async def introspect(client: httpx.AsyncClient, req: IntrospectionRequest) -> In
                 if resp.status_code != 200:
                     body = await _read_capped(resp)
                     # the first bytes say what went wrong; an endpoint may echo the token
-                    snippet = scrub(body[:200].decode("utf-8", "backslashreplace"),
-                                    req.secrets())
                     logger.warning(
                         "introspection endpoint %s answered HTTP %d: %r",
-                        mask_secret_params(req.url), resp.status_code, snippet,
+                        mask_secret_params(req.url), resp.status_code,
+                        answer_snippet(body, req.secrets()),
                     )
                     raise IntrospectionBadStatus(resp.status_code)
                 body = await _read_capped(resp)
@@ -159,7 +158,7 @@ async def introspect(client: httpx.AsyncClient, req: IntrospectionRequest) -> In
     if record is not None:
         record(req, resp, body, None)
     latency_ms = (time.perf_counter() - started) * 1000
-    return parse_answer(body, req.url, latency_ms)
+    return parse_answer(body, req.url, latency_ms, req.secrets())
 
 
 async def _read_capped(resp: httpx.Response) -> bytes:
@@ -171,27 +170,31 @@ async def _read_capped(resp: httpx.Response) -> bytes:
     return bytes(chunks)
 
 
-def parse_answer(body: bytes, url: str = "", latency_ms: float = 0.0) -> IntrospectionResult:
+def parse_answer(body: bytes, url: str = "", latency_ms: float = 0.0,
+                 secrets: Sequence[str] = ()) -> IntrospectionResult:
     """RFC 7662 §2.2: a JSON object whose `active` is a boolean, and that the
-    rest of the addon can handle (see _unusable)."""
+    rest of the addon can handle (see _unusable). `secrets` are hidden in the
+    log lines that quote an unusable answer (an endpoint may echo the token)."""
+    url = mask_secret_params(url)
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        logger.warning("introspection endpoint %s answered non-JSON: %r", url, body[:200])
+        logger.warning("introspection endpoint %s answered non-JSON: %r",
+                       url, answer_snippet(body, secrets))
         raise IntrospectionBadBody("answer is not JSON") from None
     except RecursionError:  # nested past Python's recursion limit
         logger.warning("introspection endpoint %s answered JSON nested too deeply: %r",
-                       url, body[:200])
+                       url, answer_snippet(body, secrets))
         raise IntrospectionBadBody(
             f"answer is nested deeper than {MAX_ANSWER_DEPTH} levels") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("active"), bool):
         logger.warning("introspection endpoint %s answered JSON without a boolean 'active': %r",
-                       url, body[:200])
+                       url, answer_snippet(body, secrets))
         raise IntrospectionBadBody("answer has no boolean 'active'")
     problem = _unusable(doc)
     if problem is not None:
         logger.warning("introspection endpoint %s answered unusable JSON (%s): %r",
-                       url, problem, body[:200])
+                       url, problem, answer_snippet(body, secrets))
         raise IntrospectionBadBody(f"answer {problem}")
     return IntrospectionResult(active=doc["active"], claims=doc, latency_ms=latency_ms)
 

@@ -47,3 +47,9 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     for secret in sorted((s.strip() for s in secrets if s and s.strip()), key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
+
+
+def answer_snippet(body: bytes, secrets: Iterable[str], limit: int = 200) -> str:
+    """The first `limit` characters of an endpoint's answer for a log line,
+    scrubbed before it is cut (a cut through a token would leave its start)."""
+    return scrub(body.decode("utf-8", "backslashreplace"), secrets)[:limit]

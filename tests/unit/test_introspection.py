@@ -364,3 +364,31 @@ async def test_credential_query_values_of_the_endpoint_url_are_not_logged(
         await call(answer(500, {}), url=url)
     assert "client_secret=***&tenant=t1" in caplog.text
     assert "SUPERSECRETQ" not in caplog.text
+
+
+@pytest.mark.parametrize("raw", [
+    # each unusable 200 answer is quoted in the log: none may carry the token
+    b"<html>bad token %s</html>",
+    b'{"token": "%s"}',
+    b'{"active": "yes", "token": "%s"}',
+    b'{"active": true, "token": "%s", "exp": 1' + b"0" * 400 + b"}",
+])
+async def test_an_unusable_answer_that_echoes_the_token_is_logged_without_it(
+    caplog: pytest.LogCaptureFixture, raw: bytes,
+) -> None:
+    token = "echo-secret-token-ABCDEF987"
+    with pytest.raises(IntrospectionBadBody):
+        await call(answer(raw=raw % token.encode()), token=token)
+    assert "***" in caplog.text
+    assert token not in caplog.text
+
+
+async def test_a_token_cut_by_the_quoted_length_leaves_no_part_of_it_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # the token straddles the 200th character of the answer
+    token = "straddling-secret-TOKEN-1234567890"
+    body = {"error": "x" * 170 + token}
+    with pytest.raises(IntrospectionBadStatus):
+        await call(answer(400, body), token=token)
+    assert "straddling" not in caplog.text
