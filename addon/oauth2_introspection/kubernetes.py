@@ -37,7 +37,7 @@ from pydantic import ValidationError
 
 from .config import PLUGIN_NAME, DeclarativeConfig
 from .errors import ConfigError
-from .loader import format_loc
+from .loader import format_loc, number_problem
 
 logger = logging.getLogger("oauth2_introspection.kubernetes")
 
@@ -54,7 +54,7 @@ def looks_like_kubernetes(text: str) -> bool:
         return False
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):  # ValueError: an integer too long to read
         return False
     return bool(docs) and all(
         isinstance(d, dict) and "apiVersion" in d and "kind" in d and "_format_version" not in d
@@ -183,6 +183,8 @@ def convert(text: str, source: str) -> Conversion:
         mark = getattr(e, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         raise ConfigError(source, [f"{where}: invalid YAML: {getattr(e, 'problem', e)}"]) from None
+    except ValueError as e:  # an integer past Python's 4,300-digit conversion limit
+        raise ConfigError(source, [f"{source}: {number_problem(e)}"]) from None
     docs = [_Doc(i, d, n) for i, (d, n) in enumerate(zip(datas, nodes, strict=True))]
     problems: list[str] = []
     conv = Conversion({"_format_version": "3.0"})

@@ -71,6 +71,15 @@ def parse_document(text: str, source: str) -> Any:
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(source, [f"{where}: invalid YAML: {problem}"]) from None
+    except ValueError as e:  # an integer past Python's 4,300-digit conversion limit
+        raise ConfigError(source, [f"{source}: {number_problem(e)}"]) from None
+
+
+def number_problem(e: ValueError) -> str:
+    """The message for a number no configuration field could hold."""
+    if "integer string conversion" in str(e):
+        return "a number has more digits than any field can hold"
+    return f"unreadable value: {str(e).splitlines()[0]}"
 
 
 def validate_data(data: Any, source: str, text: str | None = None) -> DeclarativeConfig:

@@ -579,3 +579,85 @@ def test_a_duplicate_plugin_instance_name_answers_409(api):
                             form=[*SEED_FORM, ("instance_name", "one")])
     assert status == 409 and body["fields"] == {"instance_name": "one"}
     assert body["message"] == "UNIQUE violation detected on '{instance_name=\"one\"}'"
+
+
+# -- found by the third black-box review ----------------------------------------------
+
+BIG = "1" * 5000  # past Python's 4,300-digit integer conversion limit
+
+
+def test_numbers_too_long_to_read_answer_400_not_500(api):
+    _, created = api.call("POST", "/plugins", form=SEED_FORM)
+    generation = api.state.generation
+    status, body = api.call("PATCH", f"/plugins/{created['id']}", form=[("config.timeout", BIG)])
+    assert status == 400 and "timeout" in body["fields"]["config"], body
+    status, body = api.call("PATCH", "/services/echo", form=[("port", BIG)])
+    assert status == 400 and "port" in body["fields"], body
+    doc = BASE + f"plugins:\n  - name: oauth2-introspection\n    config:\n      timeout: {BIG}\n"
+    for kw in ({"raw": doc.encode(), "ctype": "text/yaml"},
+               {"raw": doc.replace("timeout", "ttl").encode(), "ctype": FORM}):
+        status, body = api.call("POST", "/config", **kw)
+        assert status == 400 and body["name"] == "invalid declarative configuration", body
+    assert api.state.generation == generation
+
+
+def test_form_numbers_are_ascii_digits_only(api):
+    _, created = api.call("POST", "/plugins", form=SEED_FORM)
+    status, body = api.call("PATCH", f"/plugins/{created['id']}",
+                            form=[("config.timeout", "\u0661\u0660\u0660\u0660")])
+    assert status == 400 and "timeout" in body["fields"]["config"], body
+
+
+@pytest.mark.parametrize("offset", [
+    "OTk",  # "99": a position alone was never given out
+    "MToxMjM",  # "1:123": not an entity id
+    "",
+])
+def test_an_offset_that_was_not_given_out_answers_400(api, offset):
+    status, body = api.call("GET", "/consumers", query=f"offset={offset}")
+    assert status == 400 and body["code"] == 7, body
+    status, body = api.call(
+        "GET", "/consumers",
+        query="offset=" + __import__("base64").urlsafe_b64encode(BIG.encode()).decode())
+    assert status == 400 and body["code"] == 7, body
+
+
+def test_a_page_starts_where_its_offset_said_after_deletes_before_it(api):
+    for name in "bcdef":
+        api.call("POST", "/consumers", form=[("username", name)])
+    _, first = api.call("GET", "/consumers", query="size=2")  # alice, b; next starts at c
+    assert api.call("DELETE", "/consumers/alice")[0] == 204
+    p, _, query = first["next"].partition("?")
+    _, second = api.call("GET", p, query=query)
+    assert [c["username"] for c in second["data"]] == ["c", "d"]  # not d, e
+    # the page's first entity deleted too: its old position
+    api.call("DELETE", "/consumers/c")
+    _, again = api.call("GET", p, query=query)
+    assert [c["username"] for c in again["data"]] == ["e", "f"]
+
+
+def test_a_taken_id_is_kongs_primary_key_violation(api):
+    _, created = api.call("POST", "/consumers", form=[("username", "bob")])
+    status, body = api.call("POST", "/consumers", form=[("username", "carol"),
+                                                        ("id", created["id"])])
+    assert status == 409 and body["code"] == 3 and body["name"] == "primary key violation"
+    assert body["fields"] == {"id": created["id"]}
+
+
+def test_head_answers_as_get_and_plugins_enabled_lists_the_plugin(api):
+    for path in ("/status", "/services", "/plugins/enabled"):
+        assert api.call("HEAD", path)[0] == 200, path
+    assert api.call("GET", "/plugins/enabled") == (200, {"enabled_plugins":
+                                                         ["oauth2-introspection"]})
+    assert api.call("HEAD", "/services/nope")[0] == 404
+
+
+def test_a_document_holding_config_in_a_url_is_not_read_as_a_form(api):
+    # curl --data-binary labels the body a form; `&config=` in a URL must not
+    # make Kong's `config` field out of it
+    doc = BASE + ("plugins:\n  - name: oauth2-introspection\n    config:\n"
+                  "      introspection_url: http://127.0.0.1:9/i?tenant=a&config=b\n"
+                  f"      authorization_value: {AUTH}\n")
+    status, body = api.call("POST", "/config", raw=doc.encode(), ctype=FORM)
+    assert status == 201, body
+    assert api.state.config.plugins[0].config.introspection_url.endswith("&config=b")

@@ -519,3 +519,19 @@ def test_a_file_that_is_not_utf8_is_a_one_line_config_error(tmp_path: Path) -> N
         load_file(path)
     assert str(e.value) == (f"{path}: cannot read file: not UTF-8 text "
                             "(byte 0xe9 at offset 28)")
+
+
+@pytest.mark.parametrize("name", ["kong.yaml", "kong.json", "k8s.yaml"])
+def test_a_number_too_long_to_read_is_a_config_error(tmp_path: Path, name: str) -> None:
+    big = "1" * 5000  # past Python's 4,300-digit integer conversion limit
+    if name == "kong.json":
+        text = json.dumps({"_format_version": "3.0", "x": 0}).replace("0", big)
+    elif name == "k8s.yaml":
+        text = ("apiVersion: configuration.konghq.com/v1\nkind: KongPlugin\nmetadata:\n"
+                "  name: p\nplugin: oauth2-introspection\nconfig:\n"
+                f"  introspection_url: http://x/i\n  authorization_value: b\n  timeout: {big}\n")
+    else:
+        text = GOOD.replace("authorization_value", f"timeout: {big}\n          authorization_value")
+    with pytest.raises(ConfigError) as e:
+        load_file(write(tmp_path, text, name))
+    assert "a number has more digits than any field can hold" in str(e.value)

@@ -31,6 +31,7 @@ from .entities import (
     AdminError,
     Entities,
     errors_to_fields,
+    is_uuid,
     not_found,
     present,
     schema_violation,
@@ -46,6 +47,8 @@ VERSION = "3.0.0-mitmproxy-oauth2-introspection"
 
 # /parent/{key}/child collections and items, as in Kong
 _NESTED = {("services", "routes"), ("services", "plugins"), ("routes", "plugins")}
+# the fields of Kong's POST /config besides the document
+_CONFIG_FORM_FIELDS = {"config", "check_hash", "flatten_errors"}
 # Kong's page sizes
 PAGE_SIZE, MAX_PAGE_SIZE = 100, 1000
 
@@ -80,8 +83,11 @@ class AdminAPI:
 
     def handle(self, method: str, path: str, query: str, content_type: str,
                body: bytes) -> AdminResponse:
+        method = method.upper()
         try:
-            return self._route(method.upper(), path, query, content_type, body)
+            if method == "HEAD":  # GET's status and headers; the server sends no body
+                return self._route("GET", path, query, content_type, body)
+            return self._route(method, path, query, content_type, body)
         except AdminError as e:
             return _json(e.status, e.body)
         except BodyError as e:
@@ -111,6 +117,9 @@ class AdminAPI:
             if parts[1:] == ["plugins", PLUGIN_NAME]:
                 return self._only(method, {"GET": lambda: _json(200, plugin_schema())})
             raise not_found()
+        if parts == ["plugins", "enabled"]:
+            return self._only(method, {
+                "GET": lambda: _json(200, {"enabled_plugins": [PLUGIN_NAME]})})
         if head not in ("services", "routes", "consumers", "plugins"):
             raise not_found()
         kind = head
@@ -308,8 +317,13 @@ class AdminAPI:
                 raise schema_violation({"config": "required field missing"},
                                        ["config: required field missing"])
         elif base == "application/x-www-form-urlencoded":
+            # a form only if it has nothing but Kong's /config fields: a document
+            # sent with --data-binary (labelled a form by curl) may well hold
+            # `&config=` in a URL, which must not make it a form
             with contextlib.suppress(BodyError):
-                text = parse_body(ctype, body)[0].get("config")
+                form = parse_body(ctype, body)[0]
+                if isinstance(form.get("config"), str) and set(form) <= _CONFIG_FORM_FIELDS:
+                    text = form["config"]
         if text is None:
             try:
                 text = body.decode("utf-8")
@@ -343,13 +357,13 @@ def _page(kind: str, items: list[dict[str, Any]], q: dict[str, str],
     """Kong's paging: `size` (1..1000, default 100) and an opaque `offset`
     token; `next` is the path of the following page, null on the last one."""
     size = _page_size(q.get("size"))
-    start = _decode_offset(q["offset"]) if "offset" in q else 0
+    start = _decode_offset(q["offset"], items) if "offset" in q else 0
     body: dict[str, Any] = {
         "data": [present(kind, e) for e in items[start:start + size]],
         "next": None,
     }
     if start + size < len(items):
-        token = _encode_offset(start + size)
+        token = _encode_offset(start + size, items[start + size])
         path = "/" + "/".join(quote(p, safe="") for p in parts)
         more = f"&size={size}" if "size" in q else ""
         body["offset"] = token
@@ -373,21 +387,29 @@ def _invalid_size(message: str) -> AdminError:
     return AdminError(400, {"code": 9, "name": "invalid size", "message": message})
 
 
-def _encode_offset(index: int) -> str:
-    return base64.urlsafe_b64encode(str(index).encode()).decode().rstrip("=")
+def _encode_offset(index: int, first: dict[str, Any]) -> str:
+    """The next page's first entity and its position: the page starts at that
+    entity wherever it is by then (creates and deletes before it do not shift
+    the page, as with Kong's keyed offsets), at the position if it is gone."""
+    text = f"{index}:{first.get('id', '')}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-def _decode_offset(token: str) -> int:
+def _decode_offset(token: str, items: list[dict[str, Any]]) -> int:
     try:
         text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
     except (binascii.Error, ValueError):
         text = ""
-    if not text.isdigit():
+    index, _, key = text.partition(":")
+    if not (index.isascii() and index.isdigit() and len(index) <= 9 and is_uuid(key)):
         raise AdminError(400, {
             "code": 7, "name": "invalid offset",
             "message": f"'{token}' is not a valid offset: bad base64 encoding",
         })
-    return int(text)
+    for position, entity in enumerate(items):
+        if entity.get("id") == key:
+            return position
+    return min(int(index), len(items))
 
 
 def _config_field(text: str) -> tuple[str, bool]:

@@ -10,7 +10,8 @@ flows), written out explicitly so that they survive later changes.
 
 Errors are `AdminError`s carrying Kong's status and body: 400 schema
 violation (`{"message", "name", "code", "fields"}`), 400 foreign key
-violation, 400 invalid primary key, 404 not found, 409 unique violation.
+violation, 400 invalid primary key, 404 not found, 409 primary key and unique
+violations.
 
 A null value (JSON `null`, an empty form value) means "unset": the field goes
 back to its default, as in Kong; a required field set to null is missing.
@@ -93,6 +94,16 @@ def unique_violation(fields: dict[str, Any]) -> AdminError:
         "name": "unique constraint violation",
         "message": f"UNIQUE violation detected on '{{{desc}}}'",
         "fields": fields,
+    })
+
+
+def primary_key_violation(value: str) -> AdminError:
+    """Kong's answer to a create with an `id` that is taken."""
+    return AdminError(409, {
+        "code": 3,
+        "name": "primary key violation",
+        "message": f"primary key violation on key '{{id={_lua(value)}}}'",
+        "fields": {"id": value},
     })
 
 
@@ -405,6 +416,8 @@ class Entities:
             for field in _UNIQUE[kind]:
                 value = entity.get(field)
                 if value is not None and other.get(field) == value:
+                    if field == "id":
+                        raise primary_key_violation(value)
                     raise unique_violation({field: value})
             if kind == "plugins" and other.get("name") == entity.get("name") and (
                 (other.get("service") or None) == (entity.get("service") or None)

@@ -35,7 +35,7 @@ class BodyError(ValueError):
     """The body cannot be read (bad JSON, bad encoding)."""
 
 
-_KEY = re.compile(r"^(?P<path>[^\[\]]+?)(?:\[(?P<index>\d*)\])?$")
+_KEY = re.compile(r"^(?P<path>[^\[\]]+?)(?:\[(?P<index>[0-9]{0,6})\])?$")
 
 
 def parse_body(content_type: str, body: bytes) -> tuple[dict[str, Any], bool]:
@@ -138,10 +138,15 @@ def _coerce_scalar(tp: Any, value: str) -> Any:
         low = value.lower()
         return True if low in _TRUE else False if low in _FALSE else value
     if tp is int:
-        return int(value) if re.fullmatch(r"[+-]?\d+", value) else value
+        # ASCII digits only (\d takes any script's), and ValueError past
+        # Python's 4,300-digit limit: left a string, the model refuses it
+        try:
+            return int(value) if re.fullmatch(r"[+-]?[0-9]+", value) else value
+        except ValueError:
+            return value
     if tp is float:
         try:
-            return float(value) if re.fullmatch(r"[+-]?[\d.eE+-]+", value) else value
+            return float(value) if re.fullmatch(r"[+-]?[0-9.eE+-]+", value) else value
         except ValueError:
             return value
     return value
