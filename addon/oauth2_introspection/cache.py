@@ -135,10 +135,33 @@ class Lookup:
 
 
 def make_key(prefix: bytes, token: str, extra: str = "") -> str:
+    """64 hex digits. With `extra` (introspect_request's method and path) the
+    first half is still the token's own key's: a token's id (its first 12
+    digits, decision.token_id) and a flush by token find every such entry."""
     data = prefix + b"\x00" + token.encode("utf-8", "surrogateescape")
+    key = hashlib.sha256(data).hexdigest()
     if extra:
         data += b"\x00" + extra.encode("utf-8", "surrogateescape")
-    return hashlib.sha256(data).hexdigest()
+        key = key[:TOKEN_PART] + hashlib.sha256(data).hexdigest()[TOKEN_PART:]
+    return key
+
+
+#: hex digits of a key that depend on the plugin and the token only
+TOKEN_PART = 32
+
+
+class _Entries(LRUCache[str, "Stored"]):
+    """The main store; an answer it pushes out leaves the hot set too (the
+    hot set must never hold what the store no longer does)."""
+
+    def __init__(self, maxsize: int, hot: OrderedDict[str, Any]) -> None:
+        super().__init__(maxsize)
+        self._hot = hot
+
+    def popitem(self) -> tuple[str, Stored]:
+        key, stored = super().popitem()
+        self._hot.pop(key, None)
+        return key, stored
 
 
 def ttl_cap(active: bool, ttl: float) -> float:
@@ -175,11 +198,13 @@ class IntrospectionCache:
     ) -> None:
         self._clock = clock
         self._wallclock = wallclock
-        self._entries: LRUCache[str, Stored] = LRUCache(maxsize)
         # The hot set: the most recently used keys with their memos (plain
         # OrderedDict LRU: a hit on it runs no Python-level cache code).
         self._hot: OrderedDict[str, Hot]
         self._hot = OrderedDict()
+        self._entries: _Entries = _Entries(maxsize, self._hot)
+        #: flushes so far: an answer read or fetched across a flush is not stored
+        self.epoch = 0
         self._hot_max = min(maxsize, HOT_MAXSIZE)
         #: calls under way, by (key, how the call is made): see lookup()
         self._inflight: dict[tuple[str, Hashable],
@@ -195,13 +220,13 @@ class IntrospectionCache:
         """Change the entry bound, keeping entries up to the new size."""
         if maxsize == self.maxsize:
             return
-        old, self._entries = self._entries, LRUCache(maxsize)
         self._hot.clear()
+        old, self._entries = self._entries, _Entries(maxsize, self._hot)
         self._hot_max = min(maxsize, HOT_MAXSIZE)
         for key, stored in self._live(old)[-maxsize:]:
             self._entries[key] = stored
 
-    def _live(self, store: LRUCache[str, Stored]) -> list[tuple[str, Stored]]:
+    def _live(self, store: _Entries) -> list[tuple[str, Stored]]:
         """The store's entries, the expired ones dropped. Expiry is checked
         when an entry is read (get) and here: an expired entry nobody reads
         takes a slot until it is listed or pushed out by newer ones; the
@@ -209,6 +234,7 @@ class IntrospectionCache:
         now = self._clock()
         for key in [k for k, stored in store.items() if stored[3] <= now]:
             del store[key]
+            self._hot.pop(key, None)
         return list(store.items())
 
     def __len__(self) -> int:
@@ -219,16 +245,31 @@ class IntrospectionCache:
 
     def flush(self, key: str | None = None) -> int:
         """Drop every answer, or one key's; the shared second level (if any)
-        drops them too, for this configuration's plugins (in the background)."""
+        drops them too, for this configuration's plugins (in the background;
+        it is read again only once that is done)."""
+        return self.flush_prefixes(None if key is None else [key])
+
+    def flush_prefixes(self, prefixes: list[str] | None = None) -> int:
+        """Drop every answer (None), or those whose key starts with one of
+        `prefixes` (full keys, token ids, a token's half key); the count."""
+        self.epoch += 1
         if self.l2 is not None:
-            self.l2.flush_soon(key)
-        if key is None:
+            self.l2.flush_soon(prefixes)
+        if prefixes is None:
             n = len(self)
             self._entries.clear()
             self._hot.clear()
             return n
-        self._hot.pop(key, None)
-        return 1 if self._entries.pop(key, None) is not None else 0
+        wanted = tuple(prefixes)
+        keys = [k for k in self._entries if k.startswith(wanted)]
+        for key in [k for k in self._hot if k.startswith(wanted)]:
+            self._hot.pop(key, None)
+        now = self._clock()
+        n = 0
+        for key in keys:
+            stored = self._entries.pop(key, None)
+            n += stored is not None and stored[3] > now
+        return n
 
     def lifetime(self, result: IntrospectionResult, ttl: float) -> float:
         """Seconds to keep a fresh answer (<= 0: do not store)."""
@@ -349,15 +390,23 @@ class IntrospectionCache:
         scope: bytes = b"",
     ) -> tuple[IntrospectionResult, bool]:
         l2 = self.l2
+        epoch = self.epoch
         if l2 is not None:
             shared = await l2.get(scope, key)  # never raises; None when down or absent
-            if shared is not None:
+            # an entry read while a flush went on may be the flushed one: not used
+            if shared is not None and self.epoch == epoch:
                 raw, stored_wall, expires_wall = shared
                 self.put_shared(key, raw, stored_wall, expires_wall)
                 cached = self.get(key, ttl)
                 if cached is not None:
                     return cached[0].result, True
+        epoch = self.epoch
         result = await fetch()
+        if self.epoch != epoch:
+            # flushed while the call was under way (a revocation, say): the
+            # answer may predate it, so it serves the requests that waited
+            # for it and is not kept
+            return result, False
         life = self.put(key, result, ttl)
         if l2 is not None and life is not None:
             stored = self._entries.get(key)

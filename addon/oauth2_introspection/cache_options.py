@@ -82,7 +82,7 @@ class CacheOptions:
                         "pip install 'mitmproxy-oauth2-introspection[redis]'") from None
                 policy = self.core.policy
                 if policy is not None:
-                    new.add_scopes(p.key_prefix for p in policy.plugins)
+                    new.set_scopes(p.key_prefix for p in policy.plugins)
                 logger.info("oauth2-introspection: shared Redis cache %s", redacted(url))
             old, self.l2 = self.l2, new
             self.core.cache.l2 = new
@@ -91,7 +91,7 @@ class CacheOptions:
 
     def _policy_changed(self, _config: Any, policy: Any) -> None:
         if self.l2 is not None:
-            self.l2.add_scopes(p.key_prefix for p in policy.plugins)
+            self.l2.set_scopes(p.key_prefix for p in policy.plugins)
 
     def _close_soon(self, l2: RedisL2) -> None:
         with contextlib.suppress(RuntimeError):  # no running loop: nothing open yet

@@ -28,7 +28,7 @@ from mitmproxy import command, ctx, exceptions
 from mitmproxy import flow as mflow
 
 from .addon import METADATA_KEY, OAuth2Introspection
-from .cache import make_key
+from .cache import TOKEN_PART, make_key
 from .decision import token_id
 from .errors import ConfigError
 from .subflows import KIND
@@ -77,25 +77,28 @@ class IntrospectionCommands:
             raise exceptions.CommandError(
                 "empty token: give raw tokens or 12-digit token ids, or nothing to flush "
                 "every cached answer")
-        keys: set[str] = set()
+        prefixes: set[str] = set()
         for token in tokens:
-            keys |= self._keys_of(token)
-        n = sum(cache.flush(k) for k in keys)
+            prefixes |= self._prefixes_of(token)
+        n = cache.flush_prefixes(sorted(prefixes))
         logger.info("oauth2-introspection: cache flushed for %d token(s) (%d answer(s))",
                     len(tokens), n)
         return f"flushed {n} cached answer(s){shared}"
 
-    def _keys_of(self, token: str) -> set[str]:
-        """The cache keys of a raw token on every plugin, or those a token id starts."""
-        keys = set()
+    def _prefixes_of(self, token: str) -> set[str]:
+        """What the cache keys of a token start with: a token id is the start
+        of each of its keys; a raw token has a key on every plugin (half a key
+        on an introspect_request plugin, whose keys go on with the request's
+        method and path)."""
+        found = set()
         if len(token) == _TOKEN_ID_LEN and all(c in "0123456789abcdef" for c in token):
-            keys.update(k for k, _ in self.core.cache.items() if k.startswith(token))
+            found.add(token)
         policy = self.core.policy
         if policy is not None:
-            # the keys a raw token has on every plugin (introspect_request plugins
-            # key by request path too: those are matched by token id only)
-            keys.update(make_key(p.key_prefix, token) for p in policy.plugins)
-        return keys
+            for p in policy.plugins:
+                key = make_key(p.key_prefix, token)
+                found.add(key[:TOKEN_PART] if p.config.introspect_request else key)
+        return found
 
     # -- flows -------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from urllib.parse import unquote
+from urllib.parse import quote, quote_plus, unquote
 
 #: names of custom headers and URL query parameters whose values are hidden:
 #: what reads as a credential (`X-Api-Key`, `client_secret`)
@@ -40,13 +40,26 @@ def call_secrets(token: str, authorization: str, headers: Mapping[str, str]) -> 
             *(value for name, value in headers.items() if SECRET_NAME.search(name))]
 
 
-def scrub(text: str, secrets: Iterable[str]) -> str:
+def spellings(secret: str) -> set[str]:
+    """A secret as an endpoint may echo it: as sent in the call's form
+    (percent-encoded, `+` for space) as well as as it is."""
+    return {secret, quote_plus(secret, safe=""), quote(secret, safe="")}
+
+
+def scrub(text: str, secrets: Iterable[str], mask: str = "***") -> str:
     """`text` (an exception's message, an answer's first bytes) with every
-    occurrence of each secret replaced by `***`, longest first (so that a
-    secret inside another is not left half shown)."""
-    for secret in sorted((s.strip() for s in secrets if s and s.strip()), key=len, reverse=True):
-        text = text.replace(secret, "***")
+    occurrence of each secret, in each of its spellings, replaced by `mask`,
+    longest first (so that a secret inside another is not left half shown)."""
+    found = {form for s in secrets if s and s.strip() for form in spellings(s.strip())}
+    for secret in sorted(found, key=len, reverse=True):
+        text = text.replace(secret, mask)
     return text
+
+
+def scrub_bytes(body: bytes, secrets: Iterable[str], mask: str = "***") -> bytes:
+    """`scrub` for a body that need not be UTF-8 (its other bytes kept as they are)."""
+    text = body.decode("utf-8", "surrogateescape")
+    return scrub(text, secrets, mask).encode("utf-8", "surrogateescape")
 
 
 def answer_snippet(body: bytes, secrets: Iterable[str], limit: int = 200) -> str:

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -109,7 +110,9 @@ class RedisL2:
         self._probe: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         #: flushes Redis did not answer (None: all), done when it is back
-        self._pending_flushes: list[str | None] = []
+        self._pending_flushes: list[list[str] | None] = []
+        #: flushes under way: nothing is read from Redis until they are done
+        self._flushing: set[asyncio.Task[Any]] = set()
         #: counters for logs, tests and the benchmark
         self.hits = self.misses = self.errors = 0
 
@@ -118,16 +121,22 @@ class RedisL2:
         self.scopes.add(sid)
         return f"{NAMESPACE}:{sid}:{key}"
 
-    def add_scopes(self, scopes: Any) -> None:
-        """Scopes (plugin key prefixes) of the configuration in force, so a
-        flush also reaches entries this process has not touched yet."""
-        self.scopes.update(scope_id(s) for s in scopes)
+    def set_scopes(self, scopes: Any) -> None:
+        """Scopes (plugin key prefixes) of the configuration in force: a flush
+        reaches their entries, also those this process has not touched yet,
+        and only theirs (not those of a configuration it ran before a reload,
+        which other proxies may still run)."""
+        self.scopes = {scope_id(s) for s in scopes}
 
     # -- operations --------------------------------------------------------------
 
     async def get(self, scope: bytes, key: str) -> tuple[bytes, float, float] | None:
         """(answer JSON, stored, expires) in unix seconds, or None."""
-        if self.down:
+        if self._flushing:
+            # a flush asked for must be done before anything is read again:
+            # else a miss right after it reads the flushed entry back
+            await asyncio.wait(list(self._flushing), timeout=FLUSH_TIMEOUT)
+        if self.down or self._pending_flushes:
             return None
         try:
             async with asyncio.timeout(OP_TIMEOUT):
@@ -144,6 +153,8 @@ class RedisL2:
             if doc["k"] != key:
                 raise ValueError("the entry belongs to another key")
             stored, expires, answer = float(doc["t"]), float(doc["e"]), doc["r"]
+            if not (math.isfinite(stored) and math.isfinite(expires)):
+                raise ValueError("times that are not finite numbers")
             if not isinstance(answer, dict) or not isinstance(answer.get("active"), bool):
                 raise ValueError("no boolean active")
         except (ValueError, KeyError, TypeError) as e:
@@ -175,64 +186,76 @@ class RedisL2:
             return
         self._ok()
 
-    def flush_soon(self, key: str | None = None) -> None:
-        """Remove this configuration's entries (all, or one key) in the background."""
+    def flush_soon(self, prefixes: list[str] | None = None) -> None:
+        """Remove this configuration's entries (all, or those whose key starts
+        with one of `prefixes`) in the background; reads wait for it."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return  # no event loop (unit tests): nothing shared to clear
-        task = loop.create_task(self.flush(key))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task = loop.create_task(self.flush(prefixes))
+        for group in (self._tasks, self._flushing):
+            group.add(task)
+            task.add_done_callback(group.discard)
 
-    async def flush(self, key: str | None = None) -> int:
+    async def flush(self, prefixes: list[str] | None = None) -> int:
         """Delete this configuration's entries; return how many were deleted.
         If Redis does not answer, the flush is kept and done when it is back
         (before anything is read from it again)."""
         if not self.scopes:
             return 0
+        if self.down or self._pending_flushes:
+            # known to be down: kept for the probe, and said once per outage
+            self._keep_pending(prefixes, None)
+            return 0
         try:
-            deleted = await self._delete(key)
+            deleted = await self._delete(prefixes)
         except Exception as e:
-            logger.warning("oauth2-introspection: could not flush the Redis cache %s (%s): "
-                           "it will be flushed when it answers again",
-                           redacted(self.url), _describe(e))
-            self._pending_flushes.append(key)
+            self._keep_pending(prefixes, e)
             self._failed(e)
             return 0
-        if not self._pending_flushes:  # else the probe does them first
-            self._ok()
+        self._ok()
         logger.info("oauth2-introspection: flushed %d Redis cache entr%s", deleted,
                     "y" if deleted == 1 else "ies")
         return deleted
 
-    async def _delete(self, key: str | None) -> int:
+    def _keep_pending(self, prefixes: list[str] | None, error: BaseException | None) -> None:
+        if not self._pending_flushes:
+            logger.warning("oauth2-introspection: could not flush the Redis cache %s (%s): "
+                           "it will be flushed when it answers again", redacted(self.url),
+                           _describe(error) if error is not None else "unavailable")
+        self._pending_flushes.append(prefixes)
+
+    async def _delete(self, prefixes: list[str] | None) -> int:
         deleted = 0
         async with asyncio.timeout(FLUSH_TIMEOUT):
-            if key is not None:
-                names = [f"{NAMESPACE}:{sid}:{key}" for sid in sorted(self.scopes)]
-                return int(await self.client.delete(*names))
+            if prefixes is not None and all(len(p) == 64 for p in prefixes):
+                # whole keys: deleted by name, no scan
+                names = [f"{NAMESPACE}:{sid}:{p}" for sid in sorted(self.scopes)
+                         for p in prefixes]
+                return int(await self.client.delete(*names)) if names else 0
             for sid in sorted(self.scopes):
-                batch: list[Any] = []
-                async for name in self.client.scan_iter(match=f"{NAMESPACE}:{sid}:*",
-                                                        count=1000):
-                    batch.append(name)
-                    if len(batch) >= 1000:
+                for pattern in (["*"] if prefixes is None else [f"{p}*" for p in prefixes]):
+                    batch: list[Any] = []
+                    async for name in self.client.scan_iter(
+                            match=f"{NAMESPACE}:{sid}:{pattern}", count=1000):
+                        batch.append(name)
+                        if len(batch) >= 1000:
+                            deleted += int(await self.client.delete(*batch))
+                            batch = []
+                    if batch:
                         deleted += int(await self.client.delete(*batch))
-                        batch = []
-                if batch:
-                    deleted += int(await self.client.delete(*batch))
         return deleted
 
     async def _flush_pending(self) -> bool:
         """The flushes asked for while Redis was down; False: not all done."""
         pending, self._pending_flushes = self._pending_flushes, []
-        keys = [None] if None in pending else list(dict.fromkeys(pending))
-        for i, key in enumerate(keys):
+        todo: list[list[str] | None] = [None] if None in pending else pending
+        for i, prefixes in enumerate(todo):
             try:
-                deleted = await self._delete(key)
+                deleted = await self._delete(prefixes)
             except Exception:
-                self._pending_flushes = [*keys[i:], *self._pending_flushes]
+                self._pending_flushes = [*todo[i:], *self._pending_flushes]
                 return False
             logger.info("oauth2-introspection: flushed %d Redis cache entr%s (asked for while "
                         "it was down)", deleted, "y" if deleted == 1 else "ies")

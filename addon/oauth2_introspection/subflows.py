@@ -36,6 +36,7 @@ from .masking import (
     mask_secret_params,
     mask_token,
     scrub,
+    scrub_bytes,
 )
 
 logger = logging.getLogger(__name__)
@@ -183,11 +184,11 @@ def build_flow(call: Call, parent: http.HTTPFlow, meta: dict[str, Any]) -> http.
     request.timestamp_end = call.started
     f.request = request
     if call.status is not None:
-        # an endpoint may echo the token in an error answer
-        answer = call.body
-        if req.token:
-            answer = answer.replace(req.token.encode("utf-8", "surrogateescape"),
-                                    mask_token(req.token).encode("utf-8", "surrogateescape"))
+        # an endpoint may echo the token (shown as in the form above) or the
+        # other secrets of the call in an error answer
+        answer = scrub_bytes(call.body, [req.token], mask_token(req.token)) if req.token else (
+            call.body)
+        answer = scrub_bytes(answer, req.secrets())
         response = http.Response.make(
             call.status, answer,
             [(k.encode(), v.encode()) for k, v in call.response_headers

@@ -79,7 +79,7 @@ async def test_flush_clears_this_configurations_entries_only(redis_server) -> No
     await theirs.put(b"theirs", "k0", b'{"active":true}', now, now + 60)
     cache = IntrospectionCache()
     cache.l2 = ours
-    assert await ours.flush("k3") == 1
+    assert await ours.flush(["k3"]) == 1
     cache.flush()  # the command's path: the second level is flushed in the background
     await asyncio.wait_for(asyncio.gather(*ours._tasks), 10)
     with redis_server.client() as r:
@@ -143,7 +143,7 @@ async def test_a_flush_redis_missed_is_done_when_it_is_back(
 ) -> None:
     monkeypatch.setattr(redis_cache, "FLUSH_TIMEOUT", 0.5)
     l2 = RedisL2(redis_server.url)
-    l2.add_scopes([b"p"])
+    l2.set_scopes([b"p"])
     now = time.time()
     await l2.put(b"p", "k1", b'{"active":true}', now, now + 600)
     name = f"{NAMESPACE}:{scope_id(b'p')}:k1"
@@ -160,4 +160,88 @@ async def test_a_flush_redis_missed_is_done_when_it_is_back(
     assert not l2.down
     with redis_server.client() as r:
         assert r.exists(name) == 0  # flushed before Redis was used again
+    await l2.aclose()
+
+
+# -- found by the third black-box review ----------------------------------------------
+
+
+async def test_a_miss_right_after_a_flush_never_reads_the_flushed_entry(
+    redis_server, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the in-process cache is cleared at once and Redis in the background:
+    # a lookup in between must not bring the flushed (revoked) answer back
+    delete = RedisL2._delete
+
+    async def slow_delete(self: RedisL2, prefixes: list[str] | None) -> int:
+        await asyncio.sleep(0.2)  # a big Redis: the scan takes a while
+        return await delete(self, prefixes)
+
+    monkeypatch.setattr(RedisL2, "_delete", slow_delete)
+    for _ in range(3):
+        l2 = RedisL2(redis_server.url)
+        l2.set_scopes([b"p"])
+        cache = IntrospectionCache()
+        cache.l2 = l2
+        key = make_key(b"p", "revoked")
+        now = time.time()
+        await l2.put(b"p", key, b'{"active":true}', now, now + 600)
+
+        async def fetch() -> IntrospectionResult:
+            return parse_answer(b'{"active": false}')
+
+        cache.flush()
+        looked = await cache.lookup(key, 600, fetch, scope=b"p")
+        assert not looked.active and not looked.l2
+        await l2.aclose()
+
+
+async def test_a_flush_by_token_id_reaches_entries_this_process_never_held(redis_server) -> None:
+    other, ours = RedisL2(redis_server.url), RedisL2(redis_server.url)
+    ours.set_scopes([b"p"])
+    now = time.time()
+    keys = [make_key(b"p", "tok", f"GET /{i}") for i in range(2)]
+    for key in [*keys, make_key(b"p", "another")]:
+        await other.put(b"p", key, b'{"active":true}', now, now + 600)
+    cache = IntrospectionCache()
+    cache.l2 = ours
+    assert cache.flush_prefixes([keys[0][:12]]) == 0  # nothing held here
+    await asyncio.wait_for(asyncio.gather(*ours._tasks), 10)
+    with redis_server.client() as r:
+        left = [k.decode() for k in r.scan_iter(match=f"{NAMESPACE}:*")]
+    assert left == [f"{NAMESPACE}:{scope_id(b'p')}:{make_key(b'p', 'another')}"]
+    await other.aclose()
+    await ours.aclose()
+
+
+@pytest.mark.parametrize("times", ['"t":NaN,"e":NaN', '"t":0,"e":Infinity', '"t":1,"e":"x"'])
+async def test_an_entry_with_unusable_times_is_ignored(redis_server, times: str) -> None:
+    l2 = RedisL2(redis_server.url)
+    with redis_server.client() as r:
+        r.set(f"{NAMESPACE}:{scope_id(b's')}:k", '{"k":"k",%s,"r":{"active":true}}' % times)
+    assert await l2.get(b"s", "k") is None
+    await l2.aclose()
+
+
+async def test_a_flush_after_a_reload_leaves_the_previous_configurations_entries(
+    redis_server,
+) -> None:
+    l2 = RedisL2(redis_server.url)
+    now = time.time()
+    await l2.put(b"old", "k", b'{"active":true}', now, now + 600)  # another proxy's now
+    l2.set_scopes([b"new"])
+    await l2.put(b"new", "k", b'{"active":true}', now, now + 600)
+    assert await l2.flush() == 1
+    with redis_server.client() as r:
+        assert r.exists(f"{NAMESPACE}:{scope_id(b'old')}:k") == 1
+    await l2.aclose()
+
+
+async def test_flushes_while_redis_is_down_are_said_once(caplog) -> None:
+    l2 = RedisL2(f"redis://127.0.0.1:{free_port()}/0")
+    l2.set_scopes([b"a", b"b"])
+    with caplog.at_level(logging.WARNING):
+        for prefixes in (["k1"], ["k2"], None, ["k3"]):
+            assert await l2.flush(prefixes) == 0
+    assert caplog.text.count("could not flush the Redis cache") == 1
     await l2.aclose()

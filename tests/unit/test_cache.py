@@ -11,6 +11,7 @@ import pytest
 
 from oauth2_introspection.cache import (
     NEGATIVE_TTL,
+    TOKEN_PART,
     IntrospectionCache,
     make_key,
     ttl_cap,
@@ -426,7 +427,9 @@ def test_hot_hits_honour_expiry_each_plugins_ttl_and_flush(
     assert cache.hit("k", 3600) is None
 
 
-def test_the_hot_set_is_bounded_and_leaving_it_refreshes_the_main_store(clock: Clock) -> None:
+def test_the_hot_set_never_holds_what_the_bounded_store_pushed_out(clock: Clock) -> None:
+    # the entry bound is the bound on answers in use: one pushed out of the
+    # main store is not served from the hot set (nor left there, unflushable)
     cache = IntrospectionCache(maxsize=3, clock=clock.monotonic, wallclock=clock.time)
     for k in "abc":
         cache.put(k, active(), 60)
@@ -436,6 +439,49 @@ def test_the_hot_set_is_bounded_and_leaving_it_refreshes_the_main_store(clock: C
     assert len(cache._hot) == 3
     cache.put("d", active(), 60)  # the main store evicts its least recently used: a
     assert cache.get("a", 60) is None
-    assert cache.hit("a", 60) is not None  # still hot, still valid: served
-    assert cache.hit("d", 60) is not None  # d joins the hot set: b leaves it
-    assert len(cache._hot) == 3 and "b" not in cache._hot
+    assert cache.hit("a", 60) is None and "a" not in cache._hot
+    assert cache.hit("d", 60) is not None
+    assert set(cache._hot) <= {k for k, _ in cache.items()}
+    assert len(cache) == 3
+
+
+# -- found by the third black-box review ----------------------------------------------
+
+
+def test_a_tokens_keys_on_one_plugin_share_their_start_whatever_the_request() -> None:
+    # introspect_request keys go on with method and path; the token's id (the
+    # first 12 digits) and a flush by token find them all
+    base = make_key(b"p", "tok")
+    keys = {make_key(b"p", "tok", extra) for extra in ("GET /a", "GET /b", "POST /a")}
+    assert len(keys) == 3 and all(len(k) == 64 for k in keys)
+    assert {k[:TOKEN_PART] for k in keys} == {base[:TOKEN_PART]}
+    assert make_key(b"q", "tok", "GET /a")[:12] != base[:12]
+
+
+def test_flush_by_prefix_drops_every_matching_answer(cache: IntrospectionCache) -> None:
+    keys = [make_key(b"p", "tok", f"GET /{i}") for i in range(3)]
+    other = make_key(b"p", "other")
+    for k in [*keys, other]:
+        cache.put(k, active(), 60)
+        assert cache.hit(k, 60) is not None  # hot too
+    assert cache.flush_prefixes([keys[0][:12]]) == 3
+    assert all(cache.hit(k, 60) is None for k in keys)
+    assert cache.hit(other, 60) is not None
+
+
+async def test_an_answer_fetched_across_a_flush_serves_its_requests_and_is_not_kept(
+    cache: IntrospectionCache,
+) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def fetch() -> IntrospectionResult:
+        started.set()
+        await release.wait()
+        return active()
+
+    pending = asyncio.ensure_future(cache.lookup("k", 60, fetch))
+    await started.wait()
+    cache.flush()  # a revocation while the call is under way
+    release.set()
+    assert (await pending).active
+    assert cache.get("k", 60) is None and cache.hit("k", 60) is None

@@ -389,3 +389,20 @@ def test_diff_cli_exits_2_on_a_config_that_is_not_utf8(
     err = capsys.readouterr().err
     assert err.strip().endswith("cannot read file: not UTF-8 text (byte 0xe9 at offset 28)")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_shown_answer_hides_secrets_echoed_in_any_spelling() -> None:
+    from oauth2_introspection.introspection import IntrospectionRequest
+    from oauth2_introspection.subflows import Recording
+
+    token = "tleak2+SECRET/TOKEN="  # base64 characters: percent-encoded in the call's form
+    req = IntrospectionRequest("http://idp/i", token, "Basic QUTHVALUE-SECRET-111")
+    rec = Recording()
+    rec(req, None, b"", None)
+    call = rec.calls[0]
+    call.status = 500
+    call.body = b"form was token=tleak2%2BSECRET%2FTOKEN%3D, auth Basic QUTHVALUE-SECRET-111"
+    shown = build_flow(call, reverse_flow("/basic"), {})
+    assert shown.response is not None
+    text = shown.response.content.decode()
+    assert "SECRET" not in text and "tlea***" in text, text

@@ -392,3 +392,12 @@ async def test_a_token_cut_by_the_quoted_length_leaves_no_part_of_it_in_the_log(
     with pytest.raises(IntrospectionBadStatus):
         await call(answer(400, body), token=token)
     assert "straddling" not in caplog.text
+
+
+async def test_a_percent_encoded_echo_of_the_token_is_logged_without_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    token = "tleak2+SECRET/TOKEN="
+    with pytest.raises(IntrospectionBadStatus):
+        await call(answer(500, raw=b"form was token=tleak2%2BSECRET%2FTOKEN%3D"), token=token)
+    assert "SECRET" not in caplog.text and "***" in caplog.text
