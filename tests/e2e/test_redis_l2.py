@@ -218,7 +218,7 @@ async def test_a_flush_by_token_id_reaches_entries_this_process_never_held(redis
 async def test_an_entry_with_unusable_times_is_ignored(redis_server, times: str) -> None:
     l2 = RedisL2(redis_server.url)
     with redis_server.client() as r:
-        r.set(f"{NAMESPACE}:{scope_id(b's')}:k", '{"k":"k",%s,"r":{"active":true}}' % times)
+        r.set(f"{NAMESPACE}:{scope_id(b's')}:k", '{"k":"k",' + times + ',"r":{"active":true}}')
     assert await l2.get(b"s", "k") is None
     await l2.aclose()
 
