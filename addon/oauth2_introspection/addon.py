@@ -8,6 +8,8 @@ tested without mitmproxy running.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -28,6 +30,7 @@ from .policy import PluginRuntime, Policy, Resolution
 from .routing import upstream_path
 from .state import PolicyState
 from .subflows import Recording, Subflows
+from .text import storable
 from .token import mask_url, remove_token
 
 logger = logging.getLogger("oauth2_introspection")
@@ -36,6 +39,8 @@ logger = logging.getLogger("oauth2_introspection")
 # The user's own keep_host_header, remembered across script reloads (this
 # module is not reloaded with the entry script, so the value survives).
 _user_keep_host_header: bool | None = None
+#: seconds between two "503 no policy loaded" log lines
+NO_POLICY_LOG_INTERVAL = 10.0
 
 
 class OAuth2Introspection:
@@ -55,6 +60,9 @@ class OAuth2Introspection:
         #: called with every flow the request hook saw, after it (e.g. the
         #: config watcher's warning about a failed reload)
         self.annotators: list[Callable[[http.HTTPFlow], None]] = []
+        #: 503s since the last "no policy loaded" line (see _log_no_policy)
+        self._no_policy_count = 0
+        self._no_policy_logged_at = -math.inf
 
     @property
     def policy(self) -> Policy | None:
@@ -88,6 +96,7 @@ class OAuth2Introspection:
             "Show each introspection call as its own flow (in mitmweb/mitmproxy's view and in "
             "saved flow files), linked to the flow that caused it (true/false).",
         )
+        _check_deferred(loader)
         self._take_over_host_header()
         # httpx logs every call at INFO: one line per introspection drowns the
         # decisions we log ourselves.
@@ -119,6 +128,13 @@ class OAuth2Introspection:
             self.report = mode == "report"
         if updated & {"introspection_mode", "stream_large_bodies"}:
             _refuse_streaming(self.report)
+        if "keep_host_header" in updated and not ctx.options.keep_host_header:
+            # routing by host reads the client's Host, which reverse mode
+            # replaces unless this is on: off, host-scoped plugins would not run
+            raise exceptions.OptionsError(
+                "keep_host_header stays on with oauth2-introspection (routes match the "
+                "client's Host; the upstream gets the target's Host unless a route sets "
+                "preserve_host)")
         if "introspection_subflows" in updated:
             value = str(ctx.options.introspection_subflows).strip().lower()
             if value not in _BOOLEANS:
@@ -205,6 +221,35 @@ class OAuth2Introspection:
         flow.comment = "oauth2-introspection: 500 internal error (see event log)"
         flow.marked = annotations.MARKERS["error"]
 
+    def _log_no_policy(self) -> None:
+        """503 answers are logged as other 5xx are, but at most one line per
+        NO_POLICY_LOG_INTERVAL seconds: every request gets one until a
+        configuration is set."""
+        self._no_policy_count += 1
+        now = time.monotonic()
+        if now - self._no_policy_logged_at >= NO_POLICY_LOG_INTERVAL:
+            logger.warning("oauth2-introspection: 503 no policy loaded (%d request(s) refused "
+                           "so; set introspection_config)", self._no_policy_count)
+            self._no_policy_logged_at, self._no_policy_count = now, 0
+
+    def _refuse_target(self, flow: http.HTTPFlow) -> None:
+        request = flow.request
+        flow.metadata[METADATA_KEY] = {
+            "outcome": "refused", "failure": "request target not a path",
+            "client_host": storable(read_head(request).host_header or request.host),
+            "client_path": storable(request.path),
+            **({"mode": "report", "would_answer": 400} if self.report else {}),
+        }
+        if self.report:
+            self._send_upstream(flow, Resolution(None, None))
+            flow.comment = ("oauth2-introspection: report only: would refuse 400 request "
+                            "target not a path (forwarded unchanged)")
+            flow.marked = annotations.MARKERS["report_refused"]
+            return
+        flow.response = responses.bad_request_target().to_response(_is_head(flow))
+        flow.comment = "oauth2-introspection: 400 request target not a path"
+        flow.marked = annotations.MARKERS["error"]
+
     async def _handle(self, flow: http.HTTPFlow) -> None:
         policy = self.policy
         request = flow.request
@@ -212,8 +257,8 @@ class OAuth2Introspection:
             # what the policy diff needs to replay the request on a candidate
             flow.metadata[METADATA_KEY] = {
                 "outcome": "refused", "failure": "no policy loaded",
-                "client_host": read_head(request).host_header or request.host,
-                "client_path": request.path.partition("?")[0],
+                "client_host": storable(read_head(request).host_header or request.host),
+                "client_path": storable(request.path.partition("?")[0]),
                 **({"mode": "report", "would_answer": 503} if self.report else {}),
             }
         if policy is None and self.report:
@@ -223,9 +268,13 @@ class OAuth2Introspection:
             flow.marked = annotations.MARKERS["report_refused"]
             return
         if policy is None:
+            self._log_no_policy()
             flow.response = responses.no_policy().to_response(_is_head(flow))
             flow.comment = "oauth2-introspection: 503 no policy loaded"
             flow.marked = annotations.MARKERS["error"]
+            return
+        if not request.data.path.startswith(b"/"):
+            self._refuse_target(flow)
             return
         head = read_head(request)
         host_header = head.host_header
@@ -245,8 +294,8 @@ class OAuth2Introspection:
             if route and route.service else None,
             # the request as the client sent it (the path without its query,
             # which may hold a token): the policy diff routes with these
-            "client_host": client_host,
-            "client_path": path.partition("?")[0],
+            "client_host": storable(client_host),
+            "client_path": storable(path.partition("?")[0]),
         }
         plugin = resolution.plugin
         decision: Decision | None = None
@@ -385,6 +434,27 @@ class OAuth2Introspection:
 
 def _is_head(flow: http.HTTPFlow) -> bool:
     return flow.request.data.method == b"HEAD"
+
+
+def _check_deferred(loader: Any) -> None:
+    """Refuse, at startup, a `--set` of one of our options that mitmproxy
+    could not apply: given twice, or without a value. mitmproxy raises that
+    while registering the script and then leaves the addon out, with nothing
+    said, so every request would be forwarded unchecked. An error logged here
+    stops mitmproxy before it serves anything."""
+    deferred = getattr(getattr(loader, "master", None), "options", None)
+    for name, value in dict(getattr(deferred, "deferred", {}) or {}).items():
+        values = getattr(value, "val", None)
+        if not name.startswith("introspection_") or not isinstance(values, list):
+            continue
+        if len(values) > 1:
+            problem = f"given {len(values)} times; give it once"
+        elif not values:
+            problem = f"given without a value; write --set {name}=VALUE"
+        else:
+            continue
+        logger.error("oauth2-introspection: --set %s %s (mitmproxy would otherwise start "
+                     "without this addon and forward every request unchecked)", name, problem)
 
 
 def _refuse_streaming(report: bool) -> None:

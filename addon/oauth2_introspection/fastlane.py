@@ -33,6 +33,7 @@ from .cache import CacheEntry, IntrospectionCache
 from .decision import SHARED, identity_in
 from .headers import ANONYMOUS_NAMES_B, SPOOFABLE_PREFIXES_B
 from .policy import RESOLUTION_MEMO_SIZE, Policy, Resolution
+from .text import storable
 
 METADATA_KEY = "oauth2_introspection"
 _ALLOWED = MARKERS["allowed"]
@@ -157,7 +158,7 @@ def _lane_route(policy: Policy, lanes: dict[tuple[bytes, bytes, bytes], tuple[An
         meta = {
             "route": route.label,
             "service": (service.name or service.id) if service is not None else None,
-            "client_host": client_host,
+            "client_host": storable(client_host),
             "plugin": plugin.label,
             "plugin_id": plugin.id,
             "token_source": "header",
@@ -165,7 +166,7 @@ def _lane_route(policy: Policy, lanes: dict[tuple[bytes, bytes, bytes], tuple[An
             "introspection_latency_ms": None,
             "active": True,
             "outcome": "allowed",
-            "client_path": path,
+            "client_path": storable(path),
             "removed_headers": (),
             "token_id": None,
             "cache_remaining_s": None,

@@ -94,3 +94,16 @@ def no_policy() -> Refusal:
             "message": "No introspection policy is loaded; set the introspection_config option",
         },
     )
+
+
+def bad_request_target() -> Refusal:
+    """A request target that is not a path (`OPTIONS *`, an HTTP/2 `:path`
+    without its slash): no route can be matched against it, so it is refused
+    as nginx refuses it in front of Kong, never forwarded unchecked."""
+    return Refusal(
+        400,
+        {
+            "error": "invalid_request",
+            "message": "Bad request: the request target must be a path starting with /",
+        },
+    )

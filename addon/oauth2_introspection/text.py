@@ -45,3 +45,13 @@ def header_text(raw: bytes) -> str:
     percent-encoded (as RFC 3986 would have the client send it; the HTTP
     client refuses non-ASCII and control characters in header values)."""
     return quote(raw, safe=_VISIBLE_ASCII)
+
+
+def storable(text: str) -> str:
+    """`text` (a path or Host as the client sent it, decoded with surrogate
+    escapes) as flow metadata mitmproxy can save: if it holds bytes that are
+    not UTF-8, its non-ASCII bytes percent-encoded, as a client should have
+    sent them."""
+    if is_utf8_text(text):
+        return text
+    return quote(text.encode("utf-8", "surrogateescape"), safe=_VISIBLE_ASCII)

@@ -619,3 +619,14 @@ def test_the_entry_script_names_every_other_hook_as_none() -> None:
     # one addon object (bundle.py), whose request hook is the core's own method
     assert [type(a).__name__ for a in module.addons] == ["IntrospectionAddon"]
     assert module.addons[0].request.__func__.__qualname__ == "OAuth2Introspection.request"
+
+
+async def test_keep_host_header_cannot_be_turned_off_while_the_addon_routes_by_host() -> None:
+    # off, reverse mode would replace the client's Host before routing, and a
+    # plugin scoped to a host would no longer run
+    addon = OAuth2Introspection()
+    with context(addon) as tctx:
+        assert tctx.options.keep_host_header
+        with pytest.raises(exceptions.OptionsError, match="keep_host_header stays on"):
+            tctx.configure(addon, keep_host_header=False)
+        assert tctx.options.keep_host_header
