@@ -151,6 +151,12 @@ async def introspect(client: httpx.AsyncClient, req: IntrospectionRequest) -> In
         if record is not None:
             record(req, resp, body, err)
         raise err from None
+    except IntrospectionBadBody as e:  # over the size cap, while reading it
+        logger.warning("introspection endpoint %s answered unusably: %s",
+                       mask_secret_params(req.url), e)
+        if record is not None:
+            record(req, resp, body, e)
+        raise
     except Exception as e:
         if record is not None:
             record(req, resp, body, e)

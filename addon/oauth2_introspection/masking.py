@@ -4,6 +4,7 @@ log line and a sub-flow hide the same things the same way."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote, quote_plus, unquote
@@ -41,9 +42,12 @@ def call_secrets(token: str, authorization: str, headers: Mapping[str, str]) -> 
 
 
 def spellings(secret: str) -> set[str]:
-    """A secret as an endpoint may echo it: as sent in the call's form
-    (percent-encoded, `+` for space) as well as as it is."""
-    return {secret, quote_plus(secret, safe=""), quote(secret, safe="")}
+    """A secret as an endpoint may echo it: as it is, as sent in the call's
+    form (percent-encoded, `+` for space), and inside a JSON string (escaped,
+    `/` as `\\/` too, as PHP writes it)."""
+    in_json = json.dumps(secret)[1:-1]
+    return {secret, quote_plus(secret, safe=""), quote(secret, safe=""), in_json,
+            in_json.replace("/", "\\/")}
 
 
 def scrub(text: str, secrets: Iterable[str], mask: str = "***") -> str:

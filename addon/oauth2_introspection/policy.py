@@ -158,6 +158,10 @@ def resolve_references(flat: _Flat) -> tuple[dict[str, _FlatService], dict[str, 
                  f"{'.'.join(map(str, scopes[scope].loc))}")
             )
         scopes[scope] = p
+    # as Kong (and the Admin API, which answers 409): plugin ids and
+    # instance_name are unique across all plugins
+    _index(flat.plugins, lambda p: (("id", p.model.id), ("instance_name", p.model.instance_name)),
+           "plugin", flat.problems)
     return services, routes
 
 

@@ -191,7 +191,7 @@ def build_flow(call: Call, parent: http.HTTPFlow, meta: dict[str, Any]) -> http.
         answer = scrub_bytes(answer, req.secrets())
         response = http.Response.make(
             call.status, answer,
-            [(k.encode(), v.encode()) for k, v in call.response_headers
+            [(k.encode(), scrub(v, req.secrets()).encode()) for k, v in call.response_headers
              if k.lower() not in ("content-length", "content-encoding", "transfer-encoding")],
         )
         response.reason = call.reason

@@ -406,3 +406,24 @@ def test_the_shown_answer_hides_secrets_echoed_in_any_spelling() -> None:
     assert shown.response is not None
     text = shown.response.content.decode()
     assert "SECRET" not in text and "tlea***" in text, text
+
+
+def test_the_shown_answer_hides_json_escaped_echoes_and_echoing_headers() -> None:
+    from oauth2_introspection.introspection import IntrospectionRequest
+    from oauth2_introspection.subflows import Recording
+
+    token = "esc/token/secret/value"
+    req = IntrospectionRequest("http://idp/i", token, "Basic QUTHVALUE-SECRET-111",
+                               headers={"X-Api-Key": "KEY-SECRET-9"})
+    rec = Recording()
+    rec(req, None, b"", None)
+    call = rec.calls[0]
+    call.status = 400
+    call.body = b'{"token":"esc\\/token\\/secret\\/value"}'
+    call.response_headers = [("X-Echo-Auth", "Basic QUTHVALUE-SECRET-111"),
+                             ("X-Echo-Key", "KEY-SECRET-9"), ("X-Other", "kept")]
+    shown = build_flow(call, reverse_flow("/basic"), {})
+    assert shown.response is not None
+    assert b"secret" not in shown.response.content
+    assert "SECRET" not in str(shown.response.headers)
+    assert shown.response.headers["X-Other"] == "kept"

@@ -152,10 +152,13 @@ async def test_a_200_without_a_json_object_with_boolean_active_is_bad_body(raw: 
     assert "hunter2" not in str(e.value)
 
 
-async def test_an_oversized_answer_is_bad_body(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_oversized_answer_is_bad_body_and_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
     monkeypatch.setattr(introspection_module, "MAX_ANSWER_BYTES", 16)
     with pytest.raises(IntrospectionBadBody):
         await call(answer(body={"active": True, "padding": "x" * 64}))
+    assert "answer larger than 16 bytes" in caplog.text
 
 
 # -- failures --------------------------------------------------------------------

@@ -535,3 +535,15 @@ def test_a_number_too_long_to_read_is_a_config_error(tmp_path: Path, name: str) 
     with pytest.raises(ConfigError) as e:
         load_file(write(tmp_path, text, name))
     assert "a number has more digits than any field can hold" in str(e.value)
+
+
+def test_two_plugins_with_one_instance_name_are_refused(tmp_path: Path) -> None:
+    # unique across all plugins, as in Kong and the Admin API (409)
+    plugin = ("  - name: oauth2-introspection\n    instance_name: same\n"
+              "    config: {introspection_url: 'http://i/x', authorization_value: 'Basic x'}\n")
+    text = ("_format_version: '3.0'\nservices:\n- name: a\n  url: http://u\n  plugins:\n"
+            + plugin.replace("  - ", "  - ", 1) + "- name: b\n  url: http://u\n  plugins:\n"
+            + plugin)
+    with pytest.raises(ConfigError) as e:
+        load_file(write(tmp_path, text))
+    assert "duplicate plugin instance_name 'same'" in str(e.value)
