@@ -322,8 +322,11 @@ def convert(text: str, source: str) -> Conversion:
         default = ((spec.get("defaultBackend") or {}).get("service") or {}).get("name")
         if default:
             service = ensure_service(kong_name(default, doc.namespace, others), None)
-            pending.append(({"paths": ["/"], "strip_path": strip, "preserve_host": preserve,
-                             "service": service}, ("spec", "defaultBackend")))
+            route = {"paths": ["/"], "strip_path": strip, "preserve_host": preserve,
+                     "service": service}
+            if methods:
+                route["methods"] = methods
+            pending.append((route, ("spec", "defaultBackend")))
         base = kong_name(doc.name, doc.namespace, others)
         for k, (route, path) in enumerate(pending):
             route = {"name": base if len(pending) == 1 else f"{base}.{k}", **route}

@@ -221,3 +221,21 @@ def test_kongplugin_of_another_namespace_is_not_found():
     with pytest.raises(ConfigError) as e:
         load_text(text, "m.yaml")
     assert "namespace 'shop'" in e.value.problems[0]
+
+
+def test_the_methods_annotation_applies_to_the_default_backend_route_too():
+    text = """\
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  annotations:
+    konghq.com/methods: GET
+spec:
+  defaultBackend:
+    service:
+      name: echo
+      port: {number: 80}
+"""
+    config = load_text(text, "k8s.yaml")
+    assert [r.methods for r in config.routes] == [["GET"]]
