@@ -38,6 +38,12 @@ class EchoHandler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _echo
 
+    def __getattr__(self, name: str) -> object:
+        # any other method (PURGE, FOO...): http.server looks up do_<METHOD>
+        if name.startswith("do_") and name[3:].isupper():
+            return self._echo
+        raise AttributeError(name)
+
     def do_HEAD(self) -> None:
         self.send_response(200)
         self.send_header("Content-Length", "0")
