@@ -14,13 +14,24 @@ whose per-flow hooks are the core's own bound methods, keeps that walk short.
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable
 from typing import Any
+
+from mitmproxy import exceptions
 
 from .addon import OAuth2Introspection
 from .admin import AdminAPIAddon
 from .commands import IntrospectionCommands
 from .reload import ConfigWatcher
+
+logger = logging.getLogger("oauth2_introspection")
+
+#: whether mitmproxy has run: before, a bad option value is logged as one
+#: error line (mitmproxy then exits, as on any error logged during startup)
+#: rather than raised, which its script loader prints with a traceback. A
+#: module global: the package is not re-imported when the script reloads.
+_started = False
 
 
 class IntrospectionAddon:
@@ -55,9 +66,16 @@ class IntrospectionAddon:
 
     def configure(self, updated: set[str]) -> None:
         for hook in self._hooks("configure"):
-            hook(updated)
+            try:
+                hook(updated)
+            except exceptions.OptionsError as e:
+                if _started:
+                    raise  # a live change: mitmproxy refuses it and rolls it back
+                logger.error("oauth2-introspection: %s", e)
 
     def running(self) -> None:
+        global _started
+        _started = True
         for hook in self._hooks("running"):
             hook()
 

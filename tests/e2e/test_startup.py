@@ -66,6 +66,7 @@ def test_invalid_config_stops_mitmdump_with_a_line_naming_file_entity_and_field(
     lines = [line for line in log.splitlines()
              if str(m.config_path) in line and entity in line and field in line]
     assert lines, f"no line names {m.config_path}, {entity!r} and {field!r}:\n{log}"
+    assert "Traceback" not in log, log  # one line, not mitmproxy's script traceback
     # the authorization value is a secret: never echoed
     assert all(plugin(idp.url)["config"]["authorization_value"] not in line
                for line in log.splitlines())
