@@ -149,7 +149,7 @@ def explain_flow(f: mflow.Flow) -> str:
         return (f"flow {name}: introspection call for flow {meta.get('parent_flow', '?')[:8]} "
                 f"(token {meta.get('token_id')}, {meta.get('plugin')}, "
                 f"{meta.get('latency_ms')} ms{', ' + meta['error'] if meta.get('error') else ''})")
-    lines = [f"flow {name}: {f.comment}"]
+    lines = [f"flow {name}: {f.comment or '(no comment)'}"]
     report = meta.get("mode") == "report"
     if report:
         lines.append("mode: report (forwarded unchanged; below is what enforce mode would do)")
@@ -157,6 +157,11 @@ def explain_flow(f: mflow.Flow) -> str:
                  f"service: {meta.get('service') or '-'}")
     if meta.get("outcome") == "no plugin":
         lines.append("no oauth2-introspection plugin applies: forwarded without authentication")
+        return "\n".join(lines)
+    if "plugin" not in meta:  # refused before any plugin: no policy, a target not a path
+        answer = meta.get("would_answer") if report else None
+        lines.append(f"decision: refused: {meta.get('failure')}"
+                     + (f" (enforce mode would answer {answer})" if answer else ""))
         return "\n".join(lines)
     lines.append(f"plugin: {meta.get('plugin')} ({meta.get('plugin_id')})")
     source = meta.get("token_source")

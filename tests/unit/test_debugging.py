@@ -427,3 +427,20 @@ def test_the_shown_answer_hides_json_escaped_echoes_and_echoing_headers() -> Non
     assert b"secret" not in shown.response.content
     assert "SECRET" not in str(shown.response.headers)
     assert shown.response.headers["X-Other"] == "kept"
+
+
+def test_explain_a_flow_refused_before_any_plugin() -> None:
+    from mitmproxy.test import tflow
+
+    from oauth2_introspection.commands import explain_flow
+
+    f = tflow.tflow()
+    f.comment = "oauth2-introspection: 503 no policy loaded"
+    f.metadata[METADATA_KEY] = {"outcome": "refused", "failure": "no policy loaded",
+                                "client_host": "h", "client_path": "/"}
+    text = explain_flow(f)
+    assert "decision: refused: no policy loaded" in text
+    assert "plugin: None" not in text and "authentication failed" not in text
+    bare = tflow.tflow()
+    bare.metadata[METADATA_KEY] = {"outcome": "no plugin", "route": "r"}
+    assert explain_flow(bare).splitlines()[0].endswith("(no comment)")
