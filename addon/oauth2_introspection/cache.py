@@ -151,17 +151,17 @@ TOKEN_PART = 32
 
 
 class _Entries(LRUCache[str, "Stored"]):
-    """The main store; an answer it pushes out leaves the hot set too (the
-    hot set must never hold what the store no longer does)."""
+    """The main store; an answer that leaves it (pushed out by the bound,
+    expired, flushed) leaves the hot set too: the hot set never holds what
+    the store no longer does."""
 
     def __init__(self, maxsize: int, hot: OrderedDict[str, Any]) -> None:
         super().__init__(maxsize)
         self._hot = hot
 
-    def popitem(self) -> tuple[str, Stored]:
-        key, stored = super().popitem()
+    def __delitem__(self, key: str) -> None:  # cachetools' popitem and pop come here
+        super().__delitem__(key)
         self._hot.pop(key, None)
-        return key, stored
 
 
 def ttl_cap(active: bool, ttl: float) -> float:
@@ -234,7 +234,6 @@ class IntrospectionCache:
         now = self._clock()
         for key in [k for k, stored in store.items() if stored[3] <= now]:
             del store[key]
-            self._hot.pop(key, None)
         return list(store.items())
 
     def __len__(self) -> int:
@@ -257,13 +256,11 @@ class IntrospectionCache:
             self.l2.flush_soon(prefixes)
         if prefixes is None:
             n = len(self)
-            self._entries.clear()
             self._hot.clear()
+            self._entries = _Entries(self.maxsize, self._hot)
             return n
         wanted = tuple(prefixes)
         keys = [k for k in self._entries if k.startswith(wanted)]
-        for key in [k for k in self._hot if k.startswith(wanted)]:
-            self._hot.pop(key, None)
         now = self._clock()
         n = 0
         for key in keys:
