@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -137,6 +138,12 @@ class OAuth2IntrospectionConfig(StrictModel):
     introspect_request: bool = False
     custom_introspection_headers: dict[str, str] = Field(default_factory=dict)
     custom_claims_forward: list[NonEmptyStr] = Field(default_factory=list)
+
+    @field_serializer("ttl")
+    def _whole_ttl(self, ttl: float) -> float | int:
+        # written back (convert, the Admin API, the state file) as it was
+        # given, and as Kong shows it: `ttl: 30`, not 30.0
+        return int(ttl) if float(ttl).is_integer() else ttl
 
     @field_validator("introspection_url")
     @classmethod

@@ -53,6 +53,16 @@ def test_convert_turns_json_into_yaml(tmp_path: Path, capsys):
         "_format_version": "3.0", "consumers": [{"username": "a"}]}
 
 
+@pytest.mark.parametrize(("ttl", "shown"), [("30", "ttl: 30\n"), ("2.5", "ttl: 2.5\n")])
+def test_convert_writes_ttl_as_given(tmp_path: Path, capsys, ttl: str, shown: str):
+    src = tmp_path / "kong.json"
+    src.write_text('{"_format_version": "3.0", "plugins": [{"name": "oauth2-introspection", '
+                   '"config": {"introspection_url": "http://i/x", "authorization_value": "b", '
+                   f'"ttl": {ttl}}}}}]}}')
+    assert main(["convert", str(src)]) == 0
+    assert shown in capsys.readouterr().out
+
+
 def test_schema_prints_the_json_schema_generated_from_the_model(capsys):
     assert main(["schema"]) == 0
     assert json.loads(capsys.readouterr().out) == declarative_schema()
