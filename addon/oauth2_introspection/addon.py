@@ -26,6 +26,7 @@ from .fastpath import ClientURL, RequestHead, decision_logging, read_head, rewri
 from .fastpath import host_header as fast_host_header
 from .headers import spoofable_names, strip_spoofable
 from .introspection import ClientPool
+from .loader import summary
 from .policy import PluginRuntime, Policy, Resolution
 from .routing import upstream_path
 from .state import PolicyState
@@ -149,15 +150,12 @@ class OAuth2Introspection:
                 self.state.clear()
                 return
             try:
-                policy = self.state.load_file(path)
+                self.state.load_file(path)
             except ConfigError as e:
                 # One line naming file, entity and field; at startup this stops
                 # mitmproxy, later the previous policy stays in force.
                 raise exceptions.OptionsError(f"invalid introspection_config: {e}") from None
-            logger.info(
-                "oauth2-introspection: loaded %s (%d route(s), %d plugin(s), %d consumer(s))",
-                path, len(policy.router), len(policy.plugins), len(policy.consumers),
-            )
+            logger.info("oauth2-introspection: loaded %s (%s)", path, summary(self.state.config))
 
     async def done(self) -> None:
         await self.cache_options.done()

@@ -18,7 +18,7 @@ import sys
 
 from .errors import ConfigError
 from .export import config_to_json, config_to_yaml, declarative_schema, plugin_schema
-from .loader import load_file
+from .loader import load_file, summary
 from .policy import compile_policy
 
 
@@ -35,12 +35,7 @@ def _validate(args: argparse.Namespace) -> int:
         # what mitmproxy would warn about when loading it (an anonymous that
         # names no consumer, a service plugin no route reaches), on stderr
         compile_policy(config, lambda url, keepalive: (url, keepalive), source=str(path))
-        n_plugins = len(config.plugins) + sum(
-            len(s.plugins) + sum(len(r.plugins) for r in s.routes) for s in config.services
-        ) + sum(len(r.plugins) for r in config.routes)
-        n_routes = len(config.routes) + sum(len(s.routes) for s in config.services)
-        print(f"{path}: OK ({len(config.services)} service(s), {n_routes} route(s), "
-              f"{n_plugins} plugin(s), {len(config.consumers)} consumer(s))")
+        print(f"{path}: OK ({summary(config)})")
     return status
 
 

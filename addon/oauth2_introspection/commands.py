@@ -31,6 +31,7 @@ from .addon import METADATA_KEY, OAuth2Introspection
 from .cache import TOKEN_PART, make_key
 from .decision import token_id
 from .errors import ConfigError
+from .loader import summary
 from .subflows import KIND
 from .text import log_safe
 
@@ -118,12 +119,11 @@ class IntrospectionCommands:
         if not path:
             raise exceptions.CommandError("no introspection_config set")
         try:
-            policy = self.core.state.load_file(path)
+            self.core.state.load_file(path)
         except ConfigError as e:
             logger.warning("oauth2-introspection: reload refused: %s", e)
             raise exceptions.CommandError(f"invalid introspection_config: {e}") from None
-        text = (f"reloaded {path}: {len(policy.router)} route(s), {len(policy.plugins)} "
-                f"plugin(s), {len(policy.consumers)} consumer(s)")
+        text = f"reloaded {path}: {summary(self.core.state.config)}"
         logger.info("oauth2-introspection: %s", text)
         return text
 

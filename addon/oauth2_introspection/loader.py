@@ -128,6 +128,19 @@ def format_loc(loc: Loc) -> str:
     return out or "(document)"
 
 
+def summary(config: DeclarativeConfig) -> str:
+    """The entities of a configuration, counted as written (disabled plugins
+    and routes with several paths count once): what validate and every
+    load and reload line say."""
+    services = config.services
+    routes = len(config.routes) + sum(len(s.routes) for s in services)
+    plugins = len(config.plugins) + sum(
+        len(s.plugins) + sum(len(r.plugins) for r in s.routes) for s in services
+    ) + sum(len(r.plugins) for r in config.routes)
+    return (f"{len(services)} service(s), {routes} route(s), {plugins} plugin(s), "
+            f"{len(config.consumers)} consumer(s)")
+
+
 def describe_entities(data: Any, loc: Loc) -> str:
     """'service 'echo' > plugin 'oauth2-introspection'' for the entities on loc."""
     names: list[str] = []

@@ -25,6 +25,7 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http
 
 from .errors import ConfigError
+from .loader import summary
 from .state import PolicyState
 
 logger = logging.getLogger("oauth2_introspection.reload")
@@ -145,7 +146,7 @@ class ConfigWatcher:
     def reload(self) -> None:
         previous_source = self.state.source
         try:
-            policy = self.state.load_file(self.path)
+            self.state.load_file(self.path)
         except ConfigError as e:
             self.problems = e.problems
             self.warning = (f"config reload failed, previous configuration still in force: "
@@ -161,10 +162,7 @@ class ConfigWatcher:
         if previous_source not in (None, self.path):
             logger.warning("oauth2-introspection: %s changed: it replaces the configuration "
                            "from %s (Admin API changes)", self.path, previous_source)
-        logger.info(
-            "oauth2-introspection: reloaded %s (%d route(s), %d plugin(s), %d consumer(s))",
-            self.path, len(policy.router), len(policy.plugins), len(policy.consumers),
-        )
+        logger.info("oauth2-introspection: reloaded %s (%s)", self.path, summary(self.state.config))
 
     # -- flows --------------------------------------------------------------------
 

@@ -115,3 +115,23 @@ def test_tab_indented_json_errors_keep_their_line(tmp_path: Path, capsys):
         path.write_text(json.dumps(doc, indent=indent))
         assert main(["validate", str(path)]) == 1
         assert capsys.readouterr().err.startswith(f"{path}:6: services[0].port")
+
+
+def test_validate_and_the_load_line_count_entities_alike():
+    # a route with two paths is one route; a disabled plugin is one plugin
+    from oauth2_introspection.loader import summary
+
+    config = load_text("""
+_format_version: "3.0"
+services:
+  - name: s
+    url: http://u
+    routes:
+      - name: r
+        paths: [/a, /b]
+        plugins:
+          - name: oauth2-introspection
+            enabled: false
+            config: {introspection_url: "http://i/x", authorization_value: "b"}
+""", "kong.yaml")
+    assert summary(config) == "1 service(s), 1 route(s), 1 plugin(s), 0 consumer(s)"
