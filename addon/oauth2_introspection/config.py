@@ -178,6 +178,9 @@ class OAuth2IntrospectionConfig(StrictModel):
     @field_validator("anonymous")
     @classmethod
     def _empty_anonymous_is_none(cls, value: str | None) -> str | None:
+        if value and _FORBIDDEN_IN_VALUE.search(value):
+            # it names a consumer, whose username is sent as a header value
+            raise ValueError("must not contain control characters (CR, LF, NUL, ...)")
         # Kong's Admin API sends `anonymous=` for "no anonymous consumer".
         return value or None
 
@@ -201,7 +204,15 @@ class OAuth2IntrospectionConfig(StrictModel):
             if not _HEADER_NAME.match(claim):
                 raise ValueError(f"claim {claim!r} cannot become a header name")
         # A Kong "set": keep the first occurrence, in order.
-        return list(dict.fromkeys(value))
+        claims = list(dict.fromkeys(value))
+        headers: dict[str, str] = {}
+        for claim in claims:
+            header = claim.replace("_", "-").lower()
+            if header in headers:
+                raise ValueError(f"claims {headers[header]!r} and {claim!r} would both be sent "
+                                 f"as X-Credential-{claim.replace('_', '-')}: keep one")
+            headers[header] = claim
+        return claims
 
 
 class Plugin(StrictModel):
@@ -416,6 +427,15 @@ class Consumer(StrictModel):
                 "oauth2-introspection cannot be scoped to a consumer "
                 "(it is the plugin that identifies the consumer)"
             )
+        return value
+
+    @field_validator("username", "custom_id")
+    @classmethod
+    def _header_safe(cls, value: str | None) -> str | None:
+        if value is not None and _FORBIDDEN_IN_VALUE.search(value):
+            # sent upstream as X-Consumer-Username / X-Consumer-Custom-ID
+            raise ValueError("must not contain control characters (CR, LF, NUL, ...): it is "
+                             "sent as a header value")
         return value
 
     @model_validator(mode="after")
