@@ -214,6 +214,33 @@ def _boundary(content_type: str) -> bytes | None:
     return boundary.encode("latin-1") if isinstance(boundary, str) and boundary else None
 
 
+def _delimiters(body: bytes, delim: bytes) -> tuple[list[int], int | None]:
+    """Where the delimiter lines of a multipart body start, and where its
+    close delimiter does (None: missing). As RFC 2046 §5.1.1 has them: `--`
+    and the boundary at the start of a line, then optional spaces or tabs and
+    CRLF, or `--` (the close delimiter). A line that merely starts so
+    (`--BB` for boundary `B`) is content, and so is everything after the
+    close delimiter (the epilogue)."""
+    starts: list[int] = []
+    search = 0
+    at: int | None = 0 if body.startswith(delim) else None
+    while True:
+        if at is None:
+            found = body.find(b"\r\n" + delim, search)
+            if found == -1:
+                return starts, None
+            at = found + 2
+        after = at + len(delim)
+        if body.startswith(b"--", after):
+            return starts, at
+        end = after
+        while body[end:end + 1] in (b" ", b"\t"):
+            end += 1
+        if body.startswith(b"\r\n", end):
+            starts.append(at)
+        search, at = after, None
+
+
 def _multipart_parts(
     body: bytes, content_type: str
 ) -> list[tuple[int, int, str | None, bool, bytes]]:
@@ -226,20 +253,9 @@ def _multipart_parts(
     boundary = _boundary(content_type)
     if boundary is None:
         return []
-    delim = b"--" + boundary
-    if body.startswith(delim):
-        pos = 0
-    else:
-        pos = body.find(b"\r\n" + delim)
-        if pos == -1:
-            return []
-        pos += 2
-    starts = [pos]
-    while True:
-        nxt = body.find(b"\r\n" + delim, starts[-1] + len(delim))
-        if nxt == -1:
-            break
-        starts.append(nxt + 2)
+    starts, close = _delimiters(body, b"--" + boundary)
+    if close is not None:
+        starts.append(close)
     parts = []
     header_parser = email.parser.BytesHeaderParser()
     for start, end in itertools.pairwise(starts):

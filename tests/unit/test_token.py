@@ -515,3 +515,30 @@ def test_removing_a_utf8_form_token_keeps_every_other_byte() -> None:
 def test_mask_url_masks_the_parameter_the_way_the_lookup_reads_it(url: str, shown: str) -> None:
     assert mask_url(url) == shown
     assert "SECRET" not in mask_url(url)
+
+
+# -- found by the fourth black-box review ------------------------------------------
+
+FAKE = b"--" + BOUNDARY + b"X"  # starts like a delimiter line, is not one (RFC 2046)
+
+
+@pytest.mark.parametrize("body", [
+    # inside a file's content: a line that only starts like the delimiter
+    multipart(part(b'Content-Disposition: form-data; name="f"; filename="x.txt"',
+                   b"line1\r\n" + FAKE + b'\r\nContent-Disposition: form-data; '
+                   b'name="access_token"\r\n\r\nb-tok\r\n' + FAKE + b"--")),
+    # after the close delimiter: the epilogue
+    multipart(FILE_PART, epilogue=TOKEN_PART + b"--" + BOUNDARY + b"--\r\n"),
+], ids=["fake-delimiter-in-a-file", "epilogue"])
+def test_only_real_delimiters_make_parts(body: bytes) -> None:
+    req = request("/x", method="POST", body=body, content_type=MULTIPART)
+    assert find_token(req) is None
+
+
+def test_a_delimiter_line_may_carry_transport_padding() -> None:
+    body = multipart(FILE_PART, TOKEN_PART.replace(BOUNDARY + b"\r\n", BOUNDARY + b" \t\r\n", 1))
+    req = request("/x", method="POST", body=body, content_type=MULTIPART)
+    found = find_token(req)
+    assert found is not None and found.value == "mp-token"
+    remove_token(req, found)
+    assert req.content == multipart(FILE_PART)
