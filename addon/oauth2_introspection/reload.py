@@ -20,6 +20,8 @@ import contextlib
 import hashlib
 import logging
 import os
+import stat as stat_module
+import time
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
@@ -32,6 +34,10 @@ logger = logging.getLogger("oauth2_introspection.reload")
 
 METADATA_KEY = "oauth2_introspection"
 POLL_INTERVAL = 0.25
+#: seconds a changed file must stay unchanged before it is read: a save in
+#: several writes is read once complete, not as a prefix (which may well be a
+#: valid configuration with fewer plugins, or none)
+SETTLE = 1.0
 
 
 def parse_bool(name: str, value: str) -> bool:
@@ -43,12 +49,13 @@ def parse_bool(name: str, value: str) -> bool:
     raise exceptions.OptionsError(f"{name}: expected true or false, got {value!r}")
 
 
-def _fingerprint(path: str) -> tuple[int, int] | None:
+def _fingerprint(path: str) -> tuple[int, int, bool] | None:
+    """(mtime, size, whether it is a regular file), None if there is none."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return st.st_mtime_ns, st.st_size
+    return st.st_mtime_ns, st.st_size, stat_module.S_ISREG(st.st_mode)
 
 
 def _digest(path: str) -> str | None:
@@ -60,12 +67,16 @@ def _digest(path: str) -> str | None:
 
 
 class ConfigWatcher:
-    def __init__(self, core: Any, interval: float = POLL_INTERVAL) -> None:
+    def __init__(self, core: Any, interval: float = POLL_INTERVAL,
+                 settle: float = SETTLE) -> None:
         self.state: PolicyState = core.state
         self.interval = interval
+        self.settle = settle
+        #: a change seen but not read yet: (fingerprint, when first seen)
+        self._changing: tuple[tuple[int, int, bool], float] | None = None
         self.enabled = True
         self.path = ""
-        self._stat: tuple[int, int] | None = None
+        self._stat: tuple[int, int, bool] | None = None
         self._digest: str | None = None
         #: the last failed reload, shown on flows until a good one
         self.warning: str | None = None
@@ -124,7 +135,23 @@ class ConfigWatcher:
                 self._vanished()
             return False
         if stat == self._stat:
+            self._changing = None
             return False
+        if not stat[2]:
+            # a FIFO or a device: reading it could block the proxy's event loop
+            if self._stat is None or self._stat[2]:
+                logger.error("oauth2-introspection: %s is no longer a regular file; keeping "
+                             "the configuration in force", self.path)
+            self._stat = stat
+            return False
+        if self.settle > 0:
+            now = time.monotonic()
+            if self._changing is None or self._changing[0] != stat:
+                self._changing = (stat, now)  # maybe still being written
+                return False
+            if now - self._changing[1] < self.settle:
+                return False
+        self._changing = None
         digest = _digest(self.path)
         self._stat = stat
         if digest is None or digest == self._digest:
@@ -145,6 +172,7 @@ class ConfigWatcher:
 
     def reload(self) -> None:
         previous_source = self.state.source
+        before = bool(self.state.policy and self.state.policy.plugins)
         try:
             self.state.load_file(self.path)
         except ConfigError as e:
@@ -159,6 +187,9 @@ class ConfigWatcher:
                 logger.error("oauth2-introspection:   %s", line)
             return
         self.warning, self.problems = None, []
+        if before and not (self.state.policy and self.state.policy.plugins):
+            logger.warning("oauth2-introspection: %s now has no enabled oauth2-introspection "
+                           "plugin: requests are forwarded without authentication", self.path)
         if previous_source not in (None, self.path):
             logger.warning("oauth2-introspection: %s changed: it replaces the configuration "
                            "from %s (Admin API changes)", self.path, previous_source)

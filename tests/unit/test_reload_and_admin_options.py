@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,7 @@ def _watching(tmp_path: Path) -> Iterator[tuple[OAuth2Introspection, ConfigWatch
     cfg = tmp_path / "kong.yaml"
     cfg.write_text(GOOD)
     core = OAuth2Introspection()
-    watcher = ConfigWatcher(core)
+    watcher = ConfigWatcher(core, settle=0)
     with taddons.context(Proxyserver(), core, watcher) as tctx:
         tctx.configure(core, introspection_config=str(cfg))
         tctx.configure(watcher, introspection_config=str(cfg))
@@ -211,7 +212,7 @@ async def test_a_deleted_file_keeps_the_config_says_so_and_reloads_when_back(
 
 async def test_watch_option_must_be_a_boolean():
     core = OAuth2Introspection()
-    watcher = ConfigWatcher(core)
+    watcher = ConfigWatcher(core, settle=0)
     with (
         taddons.context(Proxyserver(), core, watcher) as tctx,
         pytest.raises(exceptions.OptionsError),
@@ -234,7 +235,7 @@ async def test_a_file_reload_over_admin_api_changes_discards_the_state_file(tmp_
     cfg.write_text(GOOD)
     core = OAuth2Introspection()
     admin = AdminAPIAddon(core)
-    watcher = ConfigWatcher(core)
+    watcher = ConfigWatcher(core, settle=0)
     with taddons.context(Proxyserver(), core, admin, watcher) as tctx:
         tctx.configure(core, introspection_config=str(cfg))
         resp = admin.api.handle("POST", "/consumers", "", "application/json",
@@ -274,3 +275,29 @@ async def test_setting_the_config_option_again_at_run_time_is_a_reload(tmp_path:
         tctx.configure(core, introspection_config=str(cfg))  # `:set` again: the file wins
         assert [c.username for c in core.state.config.consumers] == ["alice"]
         assert not (tmp_path / "kong.state.yaml").exists()
+
+
+async def test_a_file_still_being_written_is_read_once_it_has_settled(tmp_path: Path):
+    # a prefix of a configuration is often a valid one with fewer plugins (or
+    # none): a change is read only after it stayed put for `settle` seconds
+    with _watching(tmp_path) as (core, watcher, cfg):
+        watcher.settle = 0.3
+        _touch_later(cfg, '_format_version: "3.0"\n')  # the first write of a slow save
+        assert watcher.check() is False
+        _touch_later(cfg, GOOD2)  # the rest comes before it settled
+        assert watcher.check() is False
+        assert core.state.config.consumers[0].username == "alice"
+        time.sleep(0.35)
+        assert watcher.check() is True
+        assert core.state.config.consumers[0].username == "bob"
+
+
+async def test_a_fifo_at_the_path_is_never_read(tmp_path: Path, caplog):
+    with _watching(tmp_path) as (core, watcher, cfg):
+        cfg.unlink()
+        os.mkfifo(cfg)  # opening it would block the event loop until a writer comes
+        with caplog.at_level(logging.ERROR):
+            assert watcher.check() is False
+            assert watcher.check() is False
+        assert caplog.text.count("is no longer a regular file") == 1
+        assert core.state.config.consumers[0].username == "alice"
