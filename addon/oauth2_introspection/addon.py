@@ -7,6 +7,8 @@ tested without mitmproxy running.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -61,6 +63,9 @@ class OAuth2Introspection:
         #: called with every flow the request hook saw, after it (e.g. the
         #: config watcher's warning about a failed reload)
         self.annotators: list[Callable[[http.HTTPFlow], None]] = []
+        #: introspection_config as last applied, and a value just refused (see configure)
+        self._applied_config = ""
+        self._refused_config: str | None = None
         #: 503s since the last "no policy loaded" line (see _log_no_policy)
         self._no_policy_count = 0
         self._no_policy_logged_at = -math.inf
@@ -105,6 +110,7 @@ class OAuth2Introspection:
             logging.getLogger(name).setLevel(logging.WARNING)
 
     def running(self) -> None:
+        self._refused_config = None  # a refusal at startup has no rollback after it
         self._take_over_host_header()
         self.subflows.refresh()
         if self.policy is None:
@@ -146,15 +152,27 @@ class OAuth2Introspection:
             self.subflows.refresh()
         if "introspection_config" in updated:
             path = ctx.options.introspection_config
+            if self._refused_config is not None and path == self._applied_config:
+                # mitmproxy rolling the option back after we refused a value
+                # (in the same call, maybe more than once): what is in force
+                # stays as it is (Admin API changes included), not reloaded
+                return
             if not path:
                 self.state.clear()
+                self._applied_config = ""
                 return
             try:
                 self.state.load_file(path)
             except ConfigError as e:
                 # One line naming file, entity and field; at startup this stops
                 # mitmproxy, later the previous policy stays in force.
+                self._refused_config = path
+                with contextlib.suppress(RuntimeError):  # no loop: nothing rolls back later
+                    # rollbacks happen within this option update: a later setting
+                    # of the same file again is a reload, as always
+                    asyncio.get_running_loop().call_soon(self._forget_refusal)
                 raise exceptions.OptionsError(f"invalid introspection_config: {e}") from None
+            self._applied_config = path
             logger.info("oauth2-introspection: loaded %s (%s)", path, summary(self.state.config))
 
     async def done(self) -> None:
@@ -218,6 +236,9 @@ class OAuth2Introspection:
         flow.response = responses.internal_error().to_response(_is_head(flow))
         flow.comment = "oauth2-introspection: 500 internal error (see event log)"
         flow.marked = annotations.MARKERS["error"]
+
+    def _forget_refusal(self) -> None:
+        self._refused_config = None
 
     def _log_no_policy(self) -> None:
         """503 answers are logged as other 5xx are, but at most one line per

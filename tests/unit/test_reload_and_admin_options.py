@@ -301,3 +301,17 @@ async def test_a_fifo_at_the_path_is_never_read(tmp_path: Path, caplog):
             assert watcher.check() is False
         assert caplog.text.count("is no longer a regular file") == 1
         assert core.state.config.consumers[0].username == "alice"
+
+
+async def test_a_refused_config_change_keeps_the_admin_api_changes(tmp_path: Path):
+    # mitmproxy rolls a refused option back by setting the old value again:
+    # that must not reload the old file over what the Admin API changed
+    with _administered(tmp_path) as (core, admin, tctx, _):
+        resp = admin.api.handle("POST", "/consumers", "", "application/json",
+                                b'{"username": "bob"}')
+        assert resp.status == 201
+        with pytest.raises(exceptions.OptionsError):
+            tctx.configure(core, introspection_config=str(tmp_path / "missing.yaml"))
+        assert [c.username for c in core.state.config.consumers] == ["alice", "bob"]
+        assert (tmp_path / "kong.state.yaml").exists()
+        assert not list(tmp_path.glob("*.discarded"))
