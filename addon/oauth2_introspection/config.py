@@ -93,6 +93,15 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
 
+class Entity(StrictModel):
+    """Fields Kong adds to every entity it exports (`deck dump`, the Admin
+    API): accepted, with no effect here."""
+
+    created_at: int | float | None = None
+    updated_at: int | float | None = None
+    ws_id: str | None = None
+
+
 class EntityRef(StrictModel):
     """`service: {name: ...}` / `{id: ...}` as decK writes references."""
 
@@ -215,7 +224,7 @@ class OAuth2IntrospectionConfig(StrictModel):
         return claims
 
 
-class Plugin(StrictModel):
+class Plugin(Entity):
     name: Literal["oauth2-introspection"]
     id: EntityId = None
     instance_name: EntityName = None
@@ -239,7 +248,7 @@ class Plugin(StrictModel):
         return value
 
 
-class Route(StrictModel):
+class Route(Entity):
     id: EntityId = None
     name: EntityName = None
     hosts: list[NonEmptyStr] | None = None
@@ -337,7 +346,7 @@ class Route(StrictModel):
         return self
 
 
-class Service(StrictModel):
+class Service(Entity):
     id: EntityId = None
     name: EntityName = None
     url: str | None = None
@@ -412,7 +421,7 @@ class Service(StrictModel):
         return None
 
 
-class Consumer(StrictModel):
+class Consumer(Entity):
     id: EntityId = None
     username: str | None = None
     custom_id: str | None = None
@@ -457,6 +466,16 @@ class DeclarativeConfig(StrictModel):
     transform: bool = Field(True, alias="_transform")
     workspace: str | None = Field(None, alias="_workspace")
     info: dict[str, Any] | None = Field(None, alias="_info")
+
+    @field_validator("info")
+    @classmethod
+    def _no_defaults(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value and value.get("defaults"):
+            # decK fills entities' missing fields from it; ignoring it would
+            # route differently from what decK syncs to Kong
+            raise ValueError("decK's defaults are not applied here: write those fields on "
+                             "each entity (or run `deck file render` first)")
+        return value
     services: list[Service] = Field(default_factory=list)
     routes: list[Route] = Field(default_factory=list)
     consumers: list[Consumer] = Field(default_factory=list)

@@ -37,7 +37,7 @@ from pydantic import ValidationError
 
 from .config import PLUGIN_NAME, DeclarativeConfig
 from .errors import ConfigError
-from .loader import format_loc, number_problem
+from .loader import UniqueKeyLoader, format_loc, number_problem
 
 logger = logging.getLogger("oauth2_introspection.kubernetes")
 
@@ -53,7 +53,7 @@ def looks_like_kubernetes(text: str) -> bool:
     if "apiVersion" not in text or "kind" not in text:
         return False
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in yaml.load_all(text, Loader=UniqueKeyLoader) if d is not None]
     except (yaml.YAMLError, ValueError):  # ValueError: an integer too long to read
         return False
     return bool(docs) and all(
@@ -178,7 +178,7 @@ def convert(text: str, source: str) -> Conversion:
         # an empty document (a trailing `---`, as helm and kustomize write) is
         # a null scalar node here and None below: skipped in both, as kubectl does
         nodes = [n for n in yaml.compose_all(text) if n is not None and n.tag != _NULL_TAG]
-        datas = [d for d in yaml.safe_load_all(text) if d is not None]
+        datas = [d for d in yaml.load_all(text, Loader=UniqueKeyLoader) if d is not None]
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source

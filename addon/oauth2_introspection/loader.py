@@ -59,11 +59,46 @@ def load_text(text: str, source: str = "<config>") -> DeclarativeConfig:
     return validate_data(data, source, text)
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that repeats a key: PyYAML keeps
+    the last one silently, so a second `plugins:` would drop the first
+    one's plugins (a global plugin lost, its routes open) with no error."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults`: keys written beside it override it, as meant
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, list | dict):
+                continue  # unhashable: the base constructor reports it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads' object_pairs_hook: an object that repeats a key is refused."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
 def parse_document(text: str, source: str) -> Any:
     try:
         if source.endswith(".json"):
-            return json.loads(text)
-        return yaml.safe_load(text)
+            return json.loads(text, object_pairs_hook=_unique_pairs)
+        return yaml.load(text, Loader=UniqueKeyLoader)
     except json.JSONDecodeError as e:
         raise ConfigError(source, [f"{source}:{e.lineno}: invalid JSON: {e.msg}"]) from None
     except yaml.YAMLError as e:
@@ -71,6 +106,9 @@ def parse_document(text: str, source: str) -> Any:
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(source, [f"{where}: invalid YAML: {problem}"]) from None
+    except _DuplicateKey as e:
+        raise ConfigError(source, [f"{source}: invalid JSON: found duplicate key "
+                                   f"{str(e)!r}"]) from None
     except ValueError as e:  # an integer past Python's 4,300-digit conversion limit
         raise ConfigError(source, [f"{source}: {number_problem(e)}"]) from None
 

@@ -547,3 +547,47 @@ def test_two_plugins_with_one_instance_name_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         load_file(write(tmp_path, text))
     assert "duplicate plugin instance_name 'same'" in str(e.value)
+
+
+@pytest.mark.parametrize(("name", "text", "key"), [
+    ("kong.yaml", '_format_version: "3.0"\nplugins: []\nconsumers: []\nplugins: []\n', "plugins"),
+    ("kong.yaml", '_format_version: "3.0"\nplugins:\n- name: oauth2-introspection\n  config:\n'
+                  "    introspection_url: http://i/x\n    authorization_value: b\n"
+                  "    ttl: 10\n    ttl: 0\n", "ttl"),
+    ("kong.json", '{"_format_version": "3.0", "consumers": [], "consumers": []}', "consumers"),
+    ("k8s.yaml", "apiVersion: configuration.konghq.com/v1\nkind: KongPlugin\nkind: KongPlugin\n"
+                 "metadata: {name: p}\nplugin: oauth2-introspection\n", "kind"),
+], ids=["yaml-top-level", "yaml-plugin-config", "json", "kubernetes"])
+def test_a_repeated_key_is_refused(tmp_path: Path, name: str, text: str, key: str) -> None:
+    # YAML and JSON readers keep the last one silently: a second `plugins:`
+    # would drop the first one's plugins with no error
+    with pytest.raises(ConfigError) as e:
+        load_file(write(tmp_path, text, name))
+    assert f"duplicate key '{key}'" in str(e.value)
+
+
+def test_yaml_merge_keys_still_work(tmp_path: Path) -> None:
+    text = ('_format_version: "3.0"\nconsumers:\n- &base {username: a, custom_id: c1}\n'
+            "- <<: *base\n  username: b\n  custom_id: c2\n")
+    config = load_file(write(tmp_path, text))
+    assert [c.username for c in config.consumers] == ["a", "b"]
+
+
+def test_fields_kong_adds_to_exported_entities_are_accepted() -> None:
+    stamp = ("created_at: 1700000000\n    updated_at: 1700000001\n"
+             "    ws_id: 0dc6f45b-8f8d-40d2-a504-473544ee190b\n")
+    text = ('_format_version: "3.0"\nservices:\n  - name: s\n    url: http://u\n    '
+            + stamp + "    routes:\n      - name: r\n        paths: [/]\n        "
+            + stamp.replace("\n    ", "\n        ")
+            + "consumers:\n  - username: a\n    " + stamp)
+    config = load_text(text, "kong.yaml")
+    assert config.services[0].routes[0].name == "r"
+
+
+def test_deck_info_defaults_are_refused_not_ignored() -> None:
+    text = ('_format_version: "3.0"\n_info:\n  defaults:\n    route:\n      strip_path: false\n'
+            "  select_tags: [a]\n")
+    with pytest.raises(ConfigError) as e:
+        load_text(text, "kong.yaml")
+    assert "_info" in str(e.value) and "defaults are not applied" in str(e.value)
+    assert load_text('_format_version: "3.0"\n_info:\n  select_tags: [a]\n', "kong.yaml")
