@@ -43,6 +43,11 @@ logger = logging.getLogger("oauth2_introspection.kubernetes")
 
 SERVICE_MAP = "oauth2-introspection-services"
 PLUGINS_ANNOTATION = "konghq.com/plugins"
+#: the konghq.com/ annotations applied; any other one is reported as ignored
+_SERVICE_ANNOTATIONS = frozenset({PLUGINS_ANNOTATION})
+_INGRESS_ANNOTATIONS = frozenset({PLUGINS_ANNOTATION, "konghq.com/strip-path",
+                                  "konghq.com/preserve-host", "konghq.com/methods",
+                                  "konghq.com/host-aliases"})
 _PLUGINS_PATH = ("metadata", "annotations", PLUGINS_ANNOTATION)
 _SUPPORTED = {"KongPlugin", "KongClusterPlugin", "Service", "Ingress", "KongConsumer",
               "ConfigMap"}
@@ -287,7 +292,18 @@ def convert(text: str, source: str) -> Conversion:
             service_docs[name] = doc
         return name
 
+    def unapplied(doc: _Doc, applied: frozenset[str]) -> None:
+        # the Ingress Controller reads many more konghq.com/ annotations; one
+        # that changes routing (konghq.com/path, protocols, headers.*) and is
+        # dropped without a word would make this proxy route otherwise
+        for key in doc.annotations():
+            if str(key).startswith("konghq.com/") and key not in applied:
+                conv.warnings.append(
+                    f"{source}:{doc.line(('metadata', 'annotations', key))}: {doc.label}: "
+                    f"annotation {key} is not applied here (ignored)")
+
     for doc in k8s_services:
+        unapplied(doc, _SERVICE_ANNOTATIONS)
         name = ensure_service(kong_name(doc.name, doc.namespace, others), doc)
         attach(doc, {"service": name})
 
@@ -298,6 +314,9 @@ def convert(text: str, source: str) -> Conversion:
         preserve = _truthy(ann.get("konghq.com/preserve-host", "true"))
         methods = [m.strip().upper() for m in str(ann.get("konghq.com/methods", "")).split(",")
                    if m.strip()]
+        aliases = [h.strip() for h in str(ann.get("konghq.com/host-aliases", "")).split(",")
+                   if h.strip()]
+        unapplied(doc, _INGRESS_ANNOTATIONS)
         pending: list[tuple[dict[str, Any], tuple[Any, ...]]] = []
         for ri, rule in enumerate(spec.get("rules") or []):
             http = (rule or {}).get("http") or {}
@@ -315,7 +334,8 @@ def convert(text: str, source: str) -> Conversion:
                         kong_name(backend["name"], doc.namespace, others), None),
                 }
                 if rule.get("host"):
-                    route["hosts"] = [str(rule["host"])]
+                    # konghq.com/host-aliases: more hosts for the same routes
+                    route["hosts"] = [str(rule["host"]), *aliases]
                 if methods:
                     route["methods"] = methods
                 pending.append((route, path))
@@ -398,6 +418,9 @@ def _kong_paths(path: str, path_type: Any) -> list[str]:
             return ["/"]
         bare = path.rstrip("/")
         return [f"~{re.escape(bare)}$", f"{bare}/"]
+    if path.startswith("/~"):
+        # the Ingress Controller's regex prefix: `/~/v[0-9]+` is Kong's `~/v[0-9]+`
+        return ["~" + path[2:]]
     return [path]  # ImplementationSpecific, or absent: Kong's own prefix match
 
 

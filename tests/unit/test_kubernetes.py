@@ -239,3 +239,46 @@ spec:
 """
     config = load_text(text, "k8s.yaml")
     assert [r.methods for r in config.routes] == [["GET"]]
+
+
+INGRESS = """\
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: shop
+  annotations:
+{annotations}
+spec:
+  rules:
+    - host: shop.example.com
+      http:
+        paths:
+          - path: {path}
+            pathType: ImplementationSpecific
+            backend:
+              service:
+                name: echo
+                port: {{number: 80}}
+"""
+
+
+def test_host_aliases_add_hosts_to_the_rule_routes():
+    aliases = '    konghq.com/host-aliases: "www.shop.example, m.shop.example"'
+    text = INGRESS.format(annotations=aliases, path="/cart")
+    config = load_text(text, "k8s.yaml")
+    assert config.routes[0].hosts == ["shop.example.com", "www.shop.example", "m.shop.example"]
+
+
+def test_the_ingress_controllers_regex_prefix_is_a_kong_regex_path():
+    text = INGRESS.format(annotations="    konghq.com/strip-path: 'false'", path="/~/v[0-9]+/users")
+    config = load_text(text, "k8s.yaml")
+    assert config.routes[0].paths == ["~/v[0-9]+/users"]
+
+
+def test_annotations_not_applied_are_reported(caplog):
+    text = INGRESS.format(annotations="    konghq.com/protocols: https\n"
+                                      "    konghq.com/regex-priority: '10'", path="/cart")
+    with caplog.at_level(logging.WARNING):
+        load_text(text, "k8s.yaml")
+    assert "annotation konghq.com/protocols is not applied here (ignored)" in caplog.text
+    assert "konghq.com/regex-priority" in caplog.text
