@@ -34,6 +34,7 @@ from .decision import SHARED, identity_in
 from .headers import ANONYMOUS_NAMES_B, SPOOFABLE_PREFIXES_B
 from .policy import RESOLUTION_MEMO_SIZE, Policy, Resolution
 from .text import storable
+from .token import header_token
 
 METADATA_KEY = "oauth2_introspection"
 _ALLOWED = MARKERS["allowed"]
@@ -71,8 +72,8 @@ def allow_cached(flow: http.HTTPFlow, policy: Policy, cache: IntrospectionCache)
     if host_at < 0 or auth_at < 0:
         return False
     # as headers.get() and str.split() read them on the general path
-    parts = fields[auth_at][1].decode("utf-8", "surrogateescape").split()
-    if len(parts) != 2 or parts[0].lower() not in ("bearer", "token"):
+    token = header_token(fields[auth_at][1].decode("utf-8", "surrogateescape"))
+    if token is None:
         return False
     raw_host = fields[host_at][1]
     lanes = policy.lane_routes
@@ -85,7 +86,7 @@ def allow_cached(flow: http.HTTPFlow, policy: Policy, cache: IntrospectionCache)
         return False
     resolution, route_id, client_host, hasher, ttl, plugin_key, base_meta = lane
     hashing = hasher.copy()  # = make_key(plugin.key_prefix, token)
-    hashing.update(parts[1].encode("utf-8", "surrogateescape"))
+    hashing.update(token.encode("utf-8", "surrogateescape"))
     key = hashing.hexdigest()
     hot = cache.hot(key, ttl)
     if hot is None:

@@ -81,7 +81,9 @@ def read_head(request: http.Request) -> RequestHead:
         client_host = absolute_form_host(request)
     else:
         client_host = _joined(host)
-    return RequestHead(client_host, _joined(auth), spoofed)
+    # a repeated Authorization header carries no token (token.header_token)
+    authorization = auth[0].decode("utf-8", "surrogateescape") if auth and len(auth) == 1 else None
+    return RequestHead(client_host, authorization, spoofed)
 
 
 def absolute_form_host(request: http.Request) -> str:

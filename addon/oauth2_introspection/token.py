@@ -25,7 +25,7 @@ from urllib.parse import unquote_plus
 
 from mitmproxy import http
 
-from .fastpath import RequestHead, header
+from .fastpath import RequestHead
 
 PARAM = "access_token"
 MAX_BODY_BYTES = 1024 * 1024
@@ -53,11 +53,26 @@ def find_token(request: http.Request, head: RequestHead | None = None) -> FoundT
         found = _body_token(request) or _query_token(request.path)
         if found:
             return found
-    auth = head.authorization if head is not None else header(request.headers, b"authorization")
-    if auth:
-        parts = auth.split()
-        if len(parts) == 2 and parts[0].lower() in ("bearer", "token"):
-            return FoundToken(parts[1], TokenSource.HEADER)
+    if head is not None:
+        auth = head.authorization
+    else:
+        values = [v for k, v in request.data.headers.fields if k.lower() == b"authorization"]
+        auth = values[0].decode("utf-8", "surrogateescape") if len(values) == 1 else None
+    token = header_token(auth) if auth else None
+    return FoundToken(token, TokenSource.HEADER) if token is not None else None
+
+
+_NOT_ASCII_SPACE = re.compile(r"[^ \t\n\v\f\r]+")
+
+
+def header_token(value: str) -> str | None:
+    """The token of an `Authorization` value (one header field: a repeated
+    header has none), as Kong reads it: split on ASCII whitespace into
+    exactly two parts, the first `bearer` or `token` in any case. A no-break
+    or other Unicode space is part of a word, as in Kong."""
+    parts = value.split() if value.isascii() else _NOT_ASCII_SPACE.findall(value)
+    if len(parts) == 2 and parts[0].lower() in ("bearer", "token"):
+        return parts[1]
     return None
 
 

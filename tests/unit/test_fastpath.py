@@ -51,7 +51,9 @@ def test_read_head_reads_what_mitmproxy_reads(fields, version) -> None:
         req.authority = "h2.test"
     head = read_head(req)
     assert head.host_header == req.host_header
-    assert head.authorization == req.headers.get("authorization")
+    # a repeated Authorization header carries no token: read as none
+    single = len(req.headers.get_all("authorization")) <= 1
+    assert head.authorization == (req.headers.get("authorization") if single else None)
     assert head.spoofed == bool(spoofable_names(req.headers))
 
 

@@ -542,3 +542,21 @@ def test_a_delimiter_line_may_carry_transport_padding() -> None:
     assert found is not None and found.value == "mp-token"
     remove_token(req, found)
     assert req.content == multipart(FILE_PART)
+
+
+@pytest.mark.parametrize(("fields", "expected"), [
+    ([("Authorization", "Bearer tok")], "tok"),
+    ([("Authorization", "Bearer tok"), ("Authorization", "Bearer tok")], None),  # repeated
+    ([("Authorization", "Bearer tok"), ("Authorization", "")], None),  # not `tok,`
+    ([("Authorization", "Bearer\u00a0tok")], None),  # a no-break space is no separator
+    ([("Authorization", "Bearer tok\u3000")], "tok\u3000"),
+    ([("Authorization", "bearer \t tok ")], "tok"),
+])
+def test_the_authorization_header_is_read_as_kong_reads_it(fields, expected) -> None:
+    req = http.Request.make("GET", "http://service.test/x", b"",
+                            [(k.encode(), v.encode()) for k, v in fields])
+    found = find_token(req)
+    assert (found.value if found else None) == expected
+    from oauth2_introspection.fastpath import read_head
+    found = find_token(req, read_head(req))
+    assert (found.value if found else None) == expected
