@@ -9,6 +9,8 @@ change leaves the old one in force.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -32,6 +34,7 @@ class PolicyState:
         #: bumped on every successful change; lets caches and UIs notice
         self.generation = 0
         self._listeners: list[Listener] = []
+        self._closing: set[asyncio.Task[None]] = set()
 
     def subscribe(self, listener: Listener) -> None:
         """Call `listener(config, policy)` after every successful change."""
@@ -50,12 +53,36 @@ class PolicyState:
                 source, [f"{source}: {'.'.join(map(str, loc))}: {msg}" for loc, msg in problems]
             )
         policy = compile_policy(config, self.clients.prepare, source=source)
+        previous = self.policy
         self.config, self.policy, self.source = config, policy, source
         self.generation += 1
+        self._close_unused_clients_later(previous)
         for listener in self._listeners:
             listener(config, policy)
         return policy
 
     def clear(self) -> None:
+        previous = self.policy
         self.config = self.policy = self.source = None
         self.generation += 1
+        self._close_unused_clients_later(previous)
+
+    def _close_unused_clients_later(self, previous: Policy | None) -> None:
+        """Close the introspection clients (and their connections) that the
+        configuration now in force no longer uses, once the calls the previous
+        one started may have ended (its longest `timeout`); without it every
+        change of endpoint or `keepalive` left a client and a socket open."""
+        if previous is None:
+            return
+        grace = max((p.config.timeout for p in previous.plugins), default=0) / 1000 + 1
+
+        async def close() -> None:
+            await asyncio.sleep(grace)
+            policy = self.policy
+            await self.clients.retain_only(
+                {p.client_key for p in policy.plugins} if policy is not None else set())
+
+        with contextlib.suppress(RuntimeError):  # no event loop: nothing is open
+            task = asyncio.get_running_loop().create_task(close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)

@@ -366,3 +366,27 @@ def test_a_plugin_on_a_service_without_routes_is_warned_about(
     assert "service 'lonely'" in caplog.text
     assert "applies to no request" in caplog.text
     assert "'routed'" not in caplog.text
+
+
+async def test_clients_no_configuration_uses_are_closed_after_the_calls_could_end() -> None:
+    import asyncio
+
+    from oauth2_introspection.introspection import ClientPool
+    from oauth2_introspection.loader import load_text
+    from oauth2_introspection.state import PolicyState
+
+    def config(url: str, keepalive: int) -> str:
+        return ('_format_version: "3.0"\nplugins:\n- name: oauth2-introspection\n  config:\n'
+                f"    introspection_url: {url}\n    authorization_value: b\n"
+                f"    timeout: 100\n    keepalive: {keepalive}\n")
+
+    pool = ClientPool()
+    state = PolicyState(pool)
+    state.apply(load_text(config("http://a.test/i", 1000), "a.yaml"), "a.yaml")
+    old = pool.get(state.policy.plugins[0].client_key)
+    state.apply(load_text(config("http://a.test/i", 2000), "b.yaml"), "b.yaml")
+    assert len(pool._clients) == 2  # the old one still serves calls under way
+    await asyncio.sleep(1.3)  # the previous policy's longest timeout, plus a second
+    assert list(pool._clients) == [state.policy.plugins[0].client_key]
+    assert old.is_closed
+    await pool.aclose()
