@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from .text import is_utf8_text
 logger = logging.getLogger(__name__)
 
 MAX_ANSWER_BYTES = 1024 * 1024
+#: what the call accepts: encodings read here in bounded steps (see _read_capped)
+ACCEPT_ENCODING = "gzip, deflate"
 #: nesting allowed in an answer: claims are shallow, and deeper values would
 #: run the recursive encoders (cache, headers) into Python's recursion limit
 MAX_ANSWER_DEPTH = 64
@@ -113,6 +116,7 @@ async def introspect(client: httpx.AsyncClient, req: IntrospectionRequest) -> In
     headers = {
         "Authorization": req.authorization,
         "Accept": "application/json",
+        "Accept-Encoding": ACCEPT_ENCODING,
         **req.headers,
     }
     timeout_s = req.timeout_ms / 1000
@@ -168,11 +172,34 @@ async def introspect(client: httpx.AsyncClient, req: IntrospectionRequest) -> In
 
 
 async def _read_capped(resp: httpx.Response) -> bytes:
-    chunks = bytearray()
-    async for chunk in resp.aiter_bytes():
-        chunks += chunk
-        if len(chunks) > MAX_ANSWER_BYTES:
+    """The answer's body, decoded, and never more than MAX_ANSWER_BYTES of it
+    held: decompressed here in bounded steps (httpx would inflate each chunk
+    whole first, so a small gzip answer could take hundreds of MB)."""
+    if resp.is_stream_consumed:  # read already (a transport that reads it, as in tests)
+        if len(resp.content) > MAX_ANSWER_BYTES:
             raise IntrospectionBadBody(f"answer larger than {MAX_ANSWER_BYTES} bytes")
+        return resp.content
+    encoding = resp.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        decoder = None
+    elif encoding in ("gzip", "x-gzip", "deflate"):
+        decoder = zlib.decompressobj(wbits=47)  # gzip or zlib framing
+    else:  # not asked for (see ACCEPT_ENCODING)
+        raise IntrospectionBadBody(f"answer in an encoding not asked for ({encoding})")
+    chunks = bytearray()
+    try:
+        async for raw in resp.aiter_raw():
+            room = MAX_ANSWER_BYTES + 1 - len(chunks)
+            if decoder is None:
+                chunks += raw[:room]
+            else:
+                chunks += decoder.decompress(raw, room)
+                if decoder.unconsumed_tail:
+                    chunks += b"x"  # more output than room: over the cap
+            if len(chunks) > MAX_ANSWER_BYTES:
+                raise IntrospectionBadBody(f"answer larger than {MAX_ANSWER_BYTES} bytes")
+    except zlib.error:
+        raise IntrospectionBadBody(f"answer not valid {encoding}") from None
     return bytes(chunks)
 
 

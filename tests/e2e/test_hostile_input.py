@@ -155,3 +155,30 @@ def test_a_token_under_a_percent_encoded_name_is_masked_in_the_500_line(
         assert token not in log and token[4:] not in log
     finally:
         m.stop()
+
+
+# -- item: compressed introspection answers ------------------------------------------------
+
+
+def _peak_rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_a_gzip_answer_is_read_and_a_gzip_bomb_is_refused_in_bounded_memory(
+    client, proxy, make_token
+) -> None:
+    token = make_token(username="alice", _gzip=True)
+    assert client.get("/basic/g", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    before = _peak_rss_kb(proxy.proc.pid)
+    # 200 MB of JSON whitespace, about 200 kB on the wire
+    bomb = make_token(username="alice", _gzip=True, _pad=200_000_000)
+    since = len(proxy.log())
+    resp = client.get("/basic/g", headers={"Authorization": f"Bearer {bomb}"}, timeout=60)
+    assert resp.status_code == 502 and resp.json() == MALFORMED
+    assert wait_until(lambda: "answer larger than" in proxy.log()[since:], 5)
+    # read in bounded steps: never the whole inflated answer in memory
+    assert _peak_rss_kb(proxy.proc.pid) - before < 50_000
+    _no_traceback(proxy, since)

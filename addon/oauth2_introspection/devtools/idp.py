@@ -5,7 +5,9 @@
 - Registered claims may carry directives (keys starting with `_`, never sent):
   `_exp_in` (seconds: `exp` = now + value), `_delay_ms` (answer late),
   `_status` (answer with this HTTP status), `_raw_body` (answer this text
-  verbatim) -- so error paths can be exercised per token.
+  verbatim), `_pad` (that many spaces after the JSON), `_gzip` (answer
+  gzip-compressed, `Content-Encoding: gzip`) -- so error paths can be
+  exercised per token.
 - With `client_auth` set, a call whose Authorization differs gets 401.
 - Control API for tests and demos (JSON): `POST /_control/tokens` adds
   `{token: claims}`; `GET|DELETE /_control/calls` reads or clears the
@@ -15,6 +17,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 import time
@@ -35,11 +38,16 @@ class IdpHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _send(self, status: int, body: bytes | str | Any, ctype: str = "application/json") -> None:
+    def _send(self, status: int, body: bytes | str | Any, ctype: str = "application/json",
+              pad: int = 0, compress: bool = False) -> None:
         if not isinstance(body, bytes | str):
             body = json.dumps(body)
-        data = body.encode() if isinstance(body, str) else body
+        data = (body.encode() if isinstance(body, str) else body) + b" " * pad
+        if compress:
+            data = gzip.compress(data, compresslevel=9)
         self.send_response(status)
+        if compress:
+            self.send_header("Content-Encoding", "gzip")
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -99,7 +107,8 @@ class IdpHandler(BaseHTTPRequestHandler):
             self._send(int(directives.get("status", 200)), str(directives["raw_body"]),
                        directives.get("content_type", "text/plain"))
             return
-        self._send(int(directives.get("status", 200)), entry)
+        self._send(int(directives.get("status", 200)), entry, pad=int(directives.get("pad", 0)),
+                   compress=bool(directives.get("gzip")))
 
     def log_message(self, format: str, *args: object) -> None:
         if self.idp.verbose:
