@@ -179,6 +179,10 @@ class OAuth2IntrospectionConfig(StrictModel):
         if value is not None and _FORBIDDEN_IN_VALUE.search(value):
             raise ValueError("must not contain control characters (CR, LF, NUL, ...)")
         if (value is not None and info.field_name == "authorization_value"
+                and value.startswith("{vault://")):
+            raise ValueError("Kong vault references are not resolved here: give the value "
+                             "itself (e.g. from an environment variable when writing the file)")
+        if (value is not None and info.field_name == "authorization_value"
                 and not _HEADER_VALUE.match(value)):
             raise ValueError("must be ASCII with no leading or trailing space: it is sent "
                              "as a header value")
@@ -311,7 +315,8 @@ class Route(Entity):
     def _hosts(cls, value: list[str] | None) -> list[str] | None:
         for host in value or []:
             if not _ROUTE_HOST.fullmatch(host):
-                raise ValueError(f"invalid host {host!r}: a host name (or IP address), "
+                shown = re.sub(r"//[^/@]*@", "//***@", host)  # never echo a URL's credentials
+                raise ValueError(f"invalid host {shown!r}: a host name (or IP address), "
                                  "optionally with a wildcard label and a :port")
             name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
             if name.count("*") > 1 or (

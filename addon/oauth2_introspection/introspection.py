@@ -211,7 +211,11 @@ def parse_answer(body: bytes, url: str = "", latency_ms: float = 0.0,
     url = mask_secret_params(url)
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError) as e:
+        if "integer string conversion" in str(e):
+            logger.warning("introspection endpoint %s answered JSON with a number of more "
+                           "than 4,300 digits", url)
+            raise IntrospectionBadBody("answer has a number too long to read") from None
         logger.warning("introspection endpoint %s answered non-JSON: %r",
                        url, answer_snippet(body, secrets))
         raise IntrospectionBadBody("answer is not JSON") from None

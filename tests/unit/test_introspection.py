@@ -404,3 +404,9 @@ async def test_a_percent_encoded_echo_of_the_token_is_logged_without_it(
     with pytest.raises(IntrospectionBadStatus):
         await call(answer(500, raw=b"form was token=tleak2%2BSECRET%2FTOKEN%3D"), token=token)
     assert "SECRET" not in caplog.text and "***" in caplog.text
+
+
+def test_an_answer_with_a_number_too_long_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(IntrospectionBadBody, match="number too long"):
+        parse_answer(b'{"active": true, "n": ' + b"1" * 5000 + b"}")
+    assert "non-JSON" not in caplog.text

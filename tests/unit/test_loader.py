@@ -591,3 +591,16 @@ def test_deck_info_defaults_are_refused_not_ignored() -> None:
         load_text(text, "kong.yaml")
     assert "_info" in str(e.value) and "defaults are not applied" in str(e.value)
     assert load_text('_format_version: "3.0"\n_info:\n  select_tags: [a]\n', "kong.yaml")
+
+
+def test_a_vault_reference_is_refused_and_url_credentials_in_hosts_not_echoed() -> None:
+    vault = ('_format_version: "3.0"\nplugins:\n- name: oauth2-introspection\n  config:\n'
+             "    introspection_url: http://i/x\n    authorization_value: '{vault://env/idp}'\n")
+    with pytest.raises(ConfigError) as e:
+        load_text(vault, "kong.yaml")
+    assert "vault references are not resolved" in str(e.value)
+    host = ('_format_version: "3.0"\nroutes:\n- name: r\n'
+            "  hosts: ['https://user:SECRETPW@api.example.com']\n")
+    with pytest.raises(ConfigError) as e:
+        load_text(host, "kong.yaml")
+    assert "SECRETPW" not in str(e.value) and "invalid host" in str(e.value)
