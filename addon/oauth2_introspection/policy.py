@@ -398,6 +398,18 @@ def compile_policy(
                 "%s: oauth2-introspection plugin (%s) is on a service without (enabled) "
                 "routes: it applies to no request", source, rt.label,
             )
+    catch_all = any(
+        (not spec.paths or "/" in spec.paths) and not (spec.hosts or spec.methods or spec.headers)
+        for spec in specs)
+    if not plugins:
+        logger.warning("%s: no enabled oauth2-introspection plugin: every request is forwarded "
+                       "without authentication", source)
+    elif global_plugin is None and not catch_all:
+        # documented design (configuration.md); Kong would answer 404 instead
+        logger.warning(
+            "%s: requests that match none of its routes go to the reverse-mode target without "
+            "authentication (Kong answers 404): add a global plugin, or a route for / with "
+            "one, to cover them", source)
     consumers = ConsumerStore(
         ConsumerRecord(c.stable_id(), c.username, c.custom_id) for c in config.consumers
     )

@@ -390,3 +390,28 @@ async def test_clients_no_configuration_uses_are_closed_after_the_calls_could_en
     assert list(pool._clients) == [state.policy.plugins[0].client_key]
     assert old.is_closed
     await pool.aclose()
+
+
+@pytest.mark.parametrize(("routes", "global_plugin", "warned"), [
+    ("[{name: r, paths: [/api]}]", False, "match none of its routes"),
+    ("[{name: r, paths: [/]}]", False, None),  # a catch-all route: nothing unmatched
+    ("[{name: r, paths: [/api]}]", True, None),  # a global plugin covers the rest
+])
+def test_unmatched_traffic_forwarded_unchecked_is_warned_about(
+    caplog, routes: str, global_plugin: bool, warned: str | None,
+) -> None:
+    import logging
+
+    from oauth2_introspection.loader import load_text
+
+    plugin = ("  - name: oauth2-introspection\n    config: {introspection_url: 'http://i/x', "
+              "authorization_value: b}\n")
+    text = ('_format_version: "3.0"\nservices:\n- name: s\n  url: http://u\n'
+            f"  routes: {routes}\n  plugins:\n" + plugin.replace("  - ", "  - ", 1)
+            + ("plugins:\n" + plugin if global_plugin else ""))
+    with caplog.at_level(logging.WARNING):
+        compile_policy(load_text(text, "kong.yaml"), lambda url, keepalive: (url, keepalive))
+    if warned:
+        assert warned in caplog.text
+    else:
+        assert "without authentication" not in caplog.text
