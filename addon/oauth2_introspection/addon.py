@@ -27,7 +27,7 @@ from .fastlane import METADATA_KEY, allow_cached, reverse_target
 from .fastpath import ClientURL, RequestHead, decision_logging, read_head, rewrite_headers
 from .fastpath import host_header as fast_host_header
 from .headers import spoofable_names, strip_spoofable
-from .introspection import ClientPool
+from .introspection import ClientPool, tls_verify
 from .loader import summary
 from .policy import PluginRuntime, Policy, Resolution
 from .routing import upstream_path
@@ -42,6 +42,10 @@ logger = logging.getLogger("oauth2_introspection")
 # The user's own keep_host_header, remembered across script reloads (this
 # module is not reloaded with the entry script, so the value survives).
 _user_keep_host_header: bool | None = None
+#: mitmproxy's options for checking upstream certificates, which the
+#: introspection endpoint (an upstream of this proxy too) follows
+_TLS_OPTIONS = {"ssl_insecure", "ssl_verify_upstream_trusted_ca",
+                "ssl_verify_upstream_trusted_confdir"}
 #: seconds between two "503 no policy loaded" log lines
 NO_POLICY_LOG_INTERVAL = 10.0
 
@@ -133,6 +137,14 @@ class OAuth2Introspection:
             if (mode == "report") != self.report:
                 logger.info("oauth2-introspection: mode %s", mode)
             self.report = mode == "report"
+        if updated & _TLS_OPTIONS:
+            try:
+                self.clients.set_verify(tls_verify(
+                    bool(getattr(ctx.options, "ssl_insecure", False)),
+                    getattr(ctx.options, "ssl_verify_upstream_trusted_ca", None),
+                    getattr(ctx.options, "ssl_verify_upstream_trusted_confdir", None)))
+            except ValueError as e:
+                raise exceptions.OptionsError(f"oauth2-introspection: {e}") from None
         if updated & {"introspection_mode", "stream_large_bodies"}:
             _refuse_streaming(self.report)
         if "keep_host_header" in updated and not ctx.options.keep_host_header:

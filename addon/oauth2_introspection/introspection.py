@@ -8,8 +8,10 @@ request; idle connections stay pooled for the plugin's `keepalive`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import ssl
 import time
 import zlib
 from collections.abc import Mapping, Sequence
@@ -38,6 +40,8 @@ ACCEPT_ENCODING = "gzip, deflate"
 #: run the recursive encoders (cache, headers) into Python's recursion limit
 MAX_ANSWER_DEPTH = 64
 USER_AGENT = "mitmproxy-oauth2-introspection"
+#: seconds before clients replaced by new TLS settings are closed (their calls end first)
+CLOSE_GRACE = 60.0
 
 #: Set (per flow) by the addon when introspection calls are shown as their own
 #: flows (subflows.py): `recorder(req, response_or_None, body, error_or_None)`
@@ -75,29 +79,53 @@ def pool_key(url: str, keepalive_ms: int) -> tuple[str, int]:
 
 
 class ClientPool:
-    """Long-lived httpx clients keyed by (endpoint origin, keepalive)."""
+    """Long-lived httpx clients keyed by (endpoint origin, keepalive), made on
+    first use; `verify` is how they check an https endpoint's certificate."""
 
     def __init__(self) -> None:
         self._clients: dict[tuple[str, int], httpx.AsyncClient] = {}
+        self.verify: ssl.SSLContext | bool = True
+        self._closing: set[asyncio.Task[None]] = set()
 
     def prepare(self, url: str, keepalive_ms: int) -> tuple[str, int]:
         key = pool_key(url, keepalive_ms)
-        if key not in self._clients:
-            self._clients[key] = httpx.AsyncClient(
-                # No proxy from the environment: HTTP(S)_PROXY often points at
-                # this very mitmproxy, which would loop the call back to us.
-                trust_env=False,
-                limits=httpx.Limits(
-                    max_connections=256,
-                    max_keepalive_connections=64,
-                    keepalive_expiry=keepalive_ms / 1000,
-                ),
-                headers={"User-Agent": USER_AGENT},
-            )
+        self.get(key)
         return key
 
     def get(self, key: tuple[str, int]) -> httpx.AsyncClient:
-        return self._clients[key]
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = httpx.AsyncClient(
+                # No proxy from the environment: HTTP(S)_PROXY often points at
+                # this very mitmproxy, which would loop the call back to us.
+                trust_env=False,
+                verify=self.verify,
+                limits=httpx.Limits(
+                    max_connections=256,
+                    max_keepalive_connections=64,
+                    keepalive_expiry=key[1] / 1000,
+                ),
+                headers={"User-Agent": USER_AGENT},
+            )
+        return client
+
+    def set_verify(self, verify: ssl.SSLContext | bool) -> None:
+        """New certificate checks: clients are made again on their next use
+        (the current ones are closed once their calls may have ended)."""
+        self.verify = verify
+        old, self._clients = self._clients, {}
+        if not old:
+            return
+
+        async def close() -> None:
+            await asyncio.sleep(CLOSE_GRACE)
+            for client in old.values():
+                await client.aclose()
+
+        with contextlib.suppress(RuntimeError):  # no event loop: nothing is open
+            task = asyncio.get_running_loop().create_task(close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def retain_only(self, keys: set[tuple[str, int]]) -> None:
         """Close clients no configuration uses any more."""
@@ -106,6 +134,21 @@ class ClientPool:
 
     async def aclose(self) -> None:
         await self.retain_only(set())
+
+
+def tls_verify(insecure: bool, ca_file: str | None, ca_dir: str | None) -> ssl.SSLContext | bool:
+    """How an https introspection endpoint's certificate is checked, from
+    mitmproxy's own options for upstream servers (the endpoint is one):
+    `ssl_insecure`, `ssl_verify_upstream_trusted_ca` (a PEM file) and
+    `ssl_verify_upstream_trusted_confdir`. ValueError: unreadable CA."""
+    if insecure:
+        return False
+    if not (ca_file or ca_dir):
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca_file or None, capath=ca_dir or None)
+    except (OSError, ssl.SSLError) as e:
+        raise ValueError(f"cannot load trusted CA certificates: {e}") from None
 
 
 async def introspect(client: httpx.AsyncClient, req: IntrospectionRequest) -> IntrospectionResult:

@@ -290,11 +290,27 @@ async def test_retain_only_closes_clients_no_configuration_uses() -> None:
     await pool.retain_only({keep})
     assert dropped.is_closed
     assert not pool.get(keep).is_closed
-    with pytest.raises(KeyError):
-        pool.get(drop)
+    assert drop not in pool._clients  # a later get() makes a new one
     await pool.aclose()
-    with pytest.raises(KeyError):
-        pool.get(keep)
+    assert not pool._clients
+
+
+async def test_new_tls_settings_make_new_clients() -> None:
+    import ssl
+
+    from oauth2_introspection.introspection import tls_verify
+
+    pool = ClientPool()
+    key = pool.prepare("https://idp.test/i", 1)
+    first = pool.get(key)
+    pool.set_verify(tls_verify(True, None, None))
+    assert pool.get(key) is not first and pool.verify is False
+    assert tls_verify(False, None, None) is True
+    with pytest.raises(ValueError, match="cannot load trusted CA"):
+        tls_verify(False, "/nonexistent/ca.pem", None)
+    assert isinstance(tls_verify(False, None, "/"), ssl.SSLContext)
+    await pool.aclose()
+    await first.aclose()
 
 
 # -- hostile answers: malformed (502), never an exception elsewhere ------------------------
