@@ -29,6 +29,7 @@ from .config import (
     Service,
 )
 from .consumers import ConsumerRecord, ConsumerStore
+from .loader import format_loc
 from .routing import RouteMatch, Router, RouteSpec
 
 logger = logging.getLogger(__name__)
@@ -155,7 +156,8 @@ def resolve_references(flat: _Flat) -> tuple[dict[str, _FlatService], dict[str, 
         if scope in scopes:
             flat.problems.append(
                 (p.loc, f"a second {p.model.name} plugin on the same scope as "
-                 f"{'.'.join(map(str, scopes[scope].loc))}")
+                 f"{format_loc(scopes[scope].loc)} (one per service, route or global, as "
+                 "in Kong)")
             )
         scopes[scope] = p
     # as Kong (and the Admin API, which answers 409): plugin ids and

@@ -385,7 +385,7 @@ def test_two_plugins_on_the_same_scope_are_rejected() -> None:
         """)
     assert len(problems) == 1
     assert problems[0].startswith("kong.yaml:8: plugins[0] (plugin 'oauth2-introspection'): ")
-    assert "same scope as services.0.plugins.0" in problems[0]
+    assert "same scope as services[0].plugins[0]" in problems[0]
 
 
 def test_consumer_without_username_or_custom_id_is_rejected() -> None:
