@@ -81,9 +81,7 @@ def read_head(request: http.Request) -> RequestHead:
         client_host = absolute_form_host(request)
     else:
         client_host = _joined(host)
-    # a repeated Authorization header carries no token (token.header_token)
-    authorization = auth[0].decode("utf-8", "surrogateescape") if auth and len(auth) == 1 else None
-    return RequestHead(client_host, authorization, spoofed)
+    return RequestHead(client_host, _sole(auth), spoofed)
 
 
 def absolute_form_host(request: http.Request) -> str:
@@ -101,6 +99,17 @@ def _joined(values: list[bytes] | None) -> str | None:
     if len(values) == 1:
         return values[0].decode("utf-8", "surrogateescape")
     return ", ".join(v.decode("utf-8", "surrogateescape") for v in values)
+
+
+def _sole(values: list[bytes] | None) -> str | None:
+    # a repeated Authorization header carries no token (token.header_token):
+    # its fields are not joined
+    return values[0].decode("utf-8", "surrogateescape") if values and len(values) == 1 else None
+
+
+def sole_header(headers: http.Headers, name: bytes) -> str | None:
+    """The value of a lower-case header `name` sent once; None if absent or repeated."""
+    return _sole([v for k, v in headers.fields if k.lower() == name])
 
 
 def header(headers: http.Headers, name: bytes) -> str | None:

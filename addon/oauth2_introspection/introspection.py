@@ -14,7 +14,7 @@ import logging
 import ssl
 import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,16 +114,18 @@ class ClientPool:
         (the current ones are closed once their calls may have ended)."""
         self.verify = verify
         old, self._clients = self._clients, {}
-        if not old:
-            return
+        if old:
+            self.later(CLOSE_GRACE, lambda: _close_all(old.values()))
 
-        async def close() -> None:
-            await asyncio.sleep(CLOSE_GRACE)
-            for client in old.values():
-                await client.aclose()
+    def later(self, grace: float, close: Callable[[], Awaitable[None]]) -> None:
+        """Run `close` once `grace` seconds have passed: clients are closed
+        only after the calls they may be serving could have ended."""
+        async def run() -> None:
+            await asyncio.sleep(grace)
+            await close()
 
         with contextlib.suppress(RuntimeError):  # no event loop: nothing is open
-            task = asyncio.get_running_loop().create_task(close())
+            task = asyncio.get_running_loop().create_task(run())
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
@@ -134,6 +136,11 @@ class ClientPool:
 
     async def aclose(self) -> None:
         await self.retain_only(set())
+
+
+async def _close_all(clients: Iterable[httpx.AsyncClient]) -> None:
+    for client in clients:
+        await client.aclose()
 
 
 def tls_verify(insecure: bool, ca_file: str | None, ca_dir: str | None) -> ssl.SSLContext | bool:

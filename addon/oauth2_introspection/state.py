@@ -9,8 +9,6 @@ change leaves the old one in force.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -34,7 +32,6 @@ class PolicyState:
         #: bumped on every successful change; lets caches and UIs notice
         self.generation = 0
         self._listeners: list[Listener] = []
-        self._closing: set[asyncio.Task[None]] = set()
 
     def subscribe(self, listener: Listener) -> None:
         """Call `listener(config, policy)` after every successful change."""
@@ -77,12 +74,8 @@ class PolicyState:
         grace = max((p.config.timeout for p in previous.plugins), default=0) / 1000 + 1
 
         async def close() -> None:
-            await asyncio.sleep(grace)
-            policy = self.policy
+            policy = self.policy  # the one in force then
             await self.clients.retain_only(
                 {p.client_key for p in policy.plugins} if policy is not None else set())
 
-        with contextlib.suppress(RuntimeError):  # no event loop: nothing is open
-            task = asyncio.get_running_loop().create_task(close())
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+        self.clients.later(grace, close)

@@ -25,7 +25,7 @@ from urllib.parse import unquote_plus
 
 from mitmproxy import http
 
-from .fastpath import RequestHead
+from .fastpath import RequestHead, sole_header
 
 PARAM = "access_token"
 MAX_BODY_BYTES = 1024 * 1024
@@ -53,11 +53,8 @@ def find_token(request: http.Request, head: RequestHead | None = None) -> FoundT
         found = _body_token(request) or _query_token(request.path)
         if found:
             return found
-    if head is not None:
-        auth = head.authorization
-    else:
-        values = [v for k, v in request.data.headers.fields if k.lower() == b"authorization"]
-        auth = values[0].decode("utf-8", "surrogateescape") if len(values) == 1 else None
+    auth = (head.authorization if head is not None
+            else sole_header(request.data.headers, b"authorization"))
     token = header_token(auth) if auth else None
     return FoundToken(token, TokenSource.HEADER) if token is not None else None
 
